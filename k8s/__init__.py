@@ -1,0 +1,1 @@
+"""cdk8s charts and constructs: pure functions of typed props, testable without AWS."""

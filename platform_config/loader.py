@@ -1,0 +1,99 @@
+"""Build a PlatformConfig from CDK context: a named environment plus single-key overrides.
+
+`cdk.json` holds `environments: {dev: {...}, prod: {...}}`, each listing only what differs from the
+model's defaults. `-c env=prod` picks one (dev by default). Any context key whose first dotted part is
+a config field overrides one value: `-c cluster.kubernetes_version=1.36`, `-c vpc.max_azs=3`,
+`-c account=123456789012`. Lists and mappings are given as JSON
+(`-c cluster.public_access_cidrs='["203.0.113.0/24"]'`); scalars as plain text.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from platform_config.model import PlatformConfig
+
+DEFAULT_ENV = "dev"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: the message names each bad key, its value and what is allowed."""
+
+
+def load_config(context: Mapping[str, Any]) -> PlatformConfig:
+    """Validate the context into a PlatformConfig, or raise ConfigError before anything is built."""
+    env_name = str(context.get("env", DEFAULT_ENV))
+    environments = context.get("environments") or {}
+    if not isinstance(environments, Mapping):
+        raise ConfigError("environments: must be a mapping of environment name to settings")
+    if env_name not in environments:
+        allowed = ", ".join(sorted(environments)) or "(none defined in cdk.json)"
+        raise ConfigError(f"env: {env_name!r} is not an environment in cdk.json; allowed: {allowed}")
+
+    raw: dict[str, Any] = copy.deepcopy(dict(environments[env_name] or {}))
+    for key, value in context.items():
+        if key.split(".", 1)[0] in PlatformConfig.model_fields and key != "env_name":
+            _set_path(raw, key.split("."), _parse_cli_value(value))
+    raw["env_name"] = env_name
+
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as error:
+        lines = [_describe(err) for err in error.errors()]
+        raise ConfigError(
+            f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)
+        ) from None
+
+
+def _parse_cli_value(value: Any) -> Any:
+    """Lists and mappings arrive from `-c` as JSON text; scalars stay strings for the model to coerce
+    (so `-c cluster.kubernetes_version=1.20` stays '1.20', never the float 1.2)."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    node = target
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(err: Any) -> str:
+    """One line per error: the dotted key, what is wrong and what is allowed, and the value given."""
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(_model_at(loc[:-1]).model_fields))
+        return f"{key}: unknown key; allowed keys here: {allowed}"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{key}: required"
+    if isinstance(err["input"], dict):  # a cross-field rule: its message names the values
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {err['input']!r})"
+
+
+def _model_at(loc: list[str]) -> type[BaseModel]:
+    """The settings class that a location points into (for listing its allowed keys)."""
+    model: type[BaseModel] = PlatformConfig
+    for part in loc:
+        if part.isdigit():
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), model)
+    return model

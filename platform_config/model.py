@@ -1,0 +1,229 @@
+"""The platform's configuration model.
+
+Every value a stack or construct uses is declared here with its type, default and allowed range, so
+that a bad value stops synth before any construct is built. Defaults describe the `dev` environment;
+`cdk.json` lists only what another environment changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+# EKS versions this platform accepts, with the end of standard support for each (awsdocs
+# amazon-eks-user-guide kubernetes-versions.adoc, see ../shared/design/FACTS.md). A version past
+# that date runs in extended support: control plane $0.60/h instead of $0.10/h.
+KUBERNETES_STANDARD_SUPPORT_ENDS = {
+    "1.33": "2026-07-29",
+    "1.34": "2026-12-02",
+    "1.35": "2027-03-27",
+    "1.36": "2027-08-02",
+}
+KubernetesVersion = Literal["1.33", "1.34", "1.35", "1.36"]
+
+# The only values CloudWatch Logs accepts for RetentionInDays (AWS::Logs::LogGroup reference).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+
+# Interface endpoints worth their hourly cost for an EKS Auto Mode data plane in private subnets:
+# image pulls (ECR), Pod Identity / SDK credentials (STS), logs, and the EKS API itself.
+InterfaceEndpoint = Literal["ecr.api", "ecr.dkr", "sts", "logs", "eks", "eks-auth", "monitoring",
+                            "secretsmanager", "kms", "ssm", "ec2"]
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
+AvailabilityZone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d[a-z]$")]
+VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")]
+SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")]
+IamPrincipalArn = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", max_length=600
+    ),
+]
+
+
+def _retention(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of CloudWatch Logs' retention values {list(LOG_RETENTION_DAYS)}")
+    return days
+
+
+def _private_cidr(cidr: str) -> str:
+    network = ipaddress.IPv4Network(cidr, strict=True)
+    if not network.is_private or not 16 <= network.prefixlen <= 24:
+        raise ValueError("must be a private (RFC 1918) IPv4 network with a prefix from /16 to /24")
+    return str(network)
+
+
+def _allowlist_cidr(cidr: str) -> str:
+    network = ipaddress.IPv4Network(cidr, strict=True)
+    if network.prefixlen == 0:
+        raise ValueError("0.0.0.0/0 opens the Kubernetes API to the internet; list the networks that need it")
+    return str(network)
+
+
+RetentionDays = Annotated[int, AfterValidator(_retention)]
+VpcCidr = Annotated[str, AfterValidator(_private_cidr)]
+AllowlistCidr = Annotated[str, AfterValidator(_allowlist_cidr)]
+
+
+class _Settings(BaseModel):
+    """Frozen and closed: an unknown or misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VpcSettings(_Settings):
+    """The network: a new VPC (default) or an existing one named by id with its private subnets."""
+
+    vpc_id: VpcId | None = Field(None, description="Use this existing VPC instead of creating one.")
+    private_subnet_ids: tuple[SubnetId, ...] = Field(
+        (), description="With vpc_id: the private subnets for nodes, one per availability zone."
+    )
+    cidr: VpcCidr = Field("10.0.0.0/16", description="CIDR of a new VPC.")
+    max_azs: int = Field(2, ge=2, le=3, description="Availability zones a new VPC spans (2 or 3).")
+    nat_gateways: int = Field(1, ge=1, le=3, description="NAT gateways; one per AZ survives an AZ outage.")
+    interface_endpoints: tuple[InterfaceEndpoint, ...] = Field(
+        (), description="Interface endpoints to create (each costs ~$0.01/h per AZ)."
+    )
+    flow_log_retention_days: RetentionDays = Field(90, description="VPC flow log retention.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VpcSettings:
+        if self.nat_gateways > self.max_azs:
+            raise ValueError(
+                f"nat_gateways ({self.nat_gateways}) must be at most max_azs ({self.max_azs})"
+            )
+        if self.vpc_id and len(self.private_subnet_ids) < 2:
+            raise ValueError("an existing vpc_id needs at least 2 private_subnet_ids in different AZs")
+        if self.private_subnet_ids and not self.vpc_id:
+            raise ValueError("private_subnet_ids are only used with an existing vpc_id")
+        if len(set(self.interface_endpoints)) != len(self.interface_endpoints):
+            raise ValueError("interface_endpoints lists a service twice")
+        return self
+
+
+class ClusterSettings(_Settings):
+    """The EKS Auto Mode cluster."""
+
+    kubernetes_version: KubernetesVersion = Field(
+        "1.35",
+        description="EKS version; 1.35 is in standard support until 2027-03-27 and is the newest one "
+        "KEDA 2.18 and the pinned Helm charts are tested against.",
+    )
+    endpoint_access: Literal["public_and_private", "private"] = Field(
+        "public_and_private", description="API endpoint exposure; prod uses private."
+    )
+    public_access_cidrs: tuple[AllowlistCidr, ...] = Field(
+        ("192.0.2.0/24",),
+        description="Networks allowed to reach a public endpoint (the default is a documentation "
+        "range that reaches nothing: set your own).",
+    )
+    admin_principal_arns: tuple[IamPrincipalArn, ...] = Field(
+        (), description="IAM roles/users granted AmazonEKSClusterAdminPolicy through access entries."
+    )
+    control_plane_log_retention_days: RetentionDays = Field(90)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSettings:
+        if self.endpoint_access == "public_and_private" and not self.public_access_cidrs:
+            raise ValueError("a public endpoint needs at least one CIDR in public_access_cidrs")
+        return self
+
+
+class AddonSettings(_Settings):
+    """EKS add-ons. A version of None lets EKS choose the default for the cluster's version."""
+
+    metrics_server: bool = True
+    metrics_server_version: str | None = None
+    container_insights: bool = True
+    container_insights_version: str | None = None
+
+
+class NamespaceSettings(_Settings):
+    """A namespace the platform owns, with the Pod Security Standard it enforces."""
+
+    name: DnsLabel
+    pod_security: PodSecurityLevel = "restricted"
+
+
+def _default_namespaces() -> tuple[NamespaceSettings, ...]:
+    return (
+        NamespaceSettings(name="inference"),
+        NamespaceSettings(name="gateway"),
+        NamespaceSettings(name="keda"),
+        # DCGM exporter and node exporters need host paths and host networking, which only the
+        # `privileged` level admits; they get their own namespace so workloads stay `restricted`.
+        NamespaceSettings(name="observability", pod_security="privileged"),
+    )
+
+
+class PlatformConfig(_Settings):
+    """Everything one environment of the platform needs, validated."""
+
+    env_name: DnsLabel = Field(description="Environment name, from -c env=...")
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")] = Field(
+        "genai", description="Prefix of every stack and resource name (3-20 chars, lowercase)."
+    )
+    account: AccountId | None = Field(None, description="Pin the stacks to this account (with region).")
+    region: Region | None = Field(None, description="Pin the stacks to this region (with account).")
+    availability_zones: tuple[AvailabilityZone, ...] = Field(
+        (), description="AZs to use when account/region are pinned (no lookups at synth time)."
+    )
+    production: bool = Field(
+        False, description="Production rules: private API endpoint only, resources retained."
+    )
+    removal_policy: Literal["destroy", "retain"] = Field(
+        "destroy", description="What happens to keys and log groups when the stack is deleted."
+    )
+    tags: dict[Annotated[str, StringConstraints(min_length=1, max_length=128)],
+               Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    vpc: VpcSettings = VpcSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    addons: AddonSettings = AddonSettings()
+    namespaces: tuple[NamespaceSettings, ...] = Field(default_factory=_default_namespaces)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlatformConfig:
+        if (self.account is None) != (self.region is None):
+            raise ValueError("account and region are pinned together: set both or neither")
+        if self.account is not None:
+            if len(self.availability_zones) < self.vpc.max_azs:
+                raise ValueError(
+                    f"a pinned account/region needs availability_zones listing at least "
+                    f"vpc.max_azs ({self.vpc.max_azs}) zones, so synth needs no AWS lookup"
+                )
+            foreign = [az for az in self.availability_zones if not az.startswith(str(self.region))]
+            if foreign:
+                raise ValueError(f"availability_zones {foreign} are not in region {self.region}")
+        if self.vpc.vpc_id and len(self.availability_zones) < len(self.vpc.private_subnet_ids):
+            raise ValueError("an existing VPC needs availability_zones, one per private subnet id")
+        if self.production and self.cluster.endpoint_access != "private":
+            raise ValueError("production requires cluster.endpoint_access 'private'")
+        names = [ns.name for ns in self.namespaces]
+        if len(set(names)) != len(names):
+            raise ValueError(f"namespaces lists a name twice: {names}")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """`<name>-<env>`: the stem of every stack and resource name."""
+        return f"{self.name}-{self.env_name}"
+
+    def warnings(self, today: date | None = None) -> list[str]:
+        """Valid but costly or risky choices, shown at synth."""
+        found = []
+        version = self.cluster.kubernetes_version
+        if date.fromisoformat(KUBERNETES_STANDARD_SUPPORT_ENDS[version]) < (today or date.today()):
+            found.append(
+                f"cluster.kubernetes_version {version} left EKS standard support on "
+                f"{KUBERNETES_STANDARD_SUPPORT_ENDS[version]}: the control plane is billed at the "
+                "extended-support rate of $0.60/h instead of $0.10/h; upgrade to 1.35 or 1.36"
+            )
+        return found

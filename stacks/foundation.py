@@ -1,0 +1,60 @@
+"""The foundation: network, keys, the Auto Mode cluster, its add-ons and the platform namespaces.
+
+Everything later stacks build on, with the longest lifecycle: it changes rarely and is deleted last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cdk8s
+from aws_cdk import RemovalPolicy, Stack
+from constructs import Construct
+
+from cdk_constructs.auto_mode_cluster import AutoModeCluster
+from cdk_constructs.cluster_addons import ClusterAddons
+from cdk_constructs.encryption_keys import EncryptionKeys
+from cdk_constructs.network import PlatformNetwork
+from k8s.namespaces import PlatformNamespaces
+from platform_config import PlatformConfig
+
+
+class FoundationStack(Stack):
+    """Composes the foundation constructs; exposes `keys`, `network`, `cluster` for later stacks."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, config: PlatformConfig, k8s_app: cdk8s.App, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        removal_policy = RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
+
+        self.keys = EncryptionKeys(self, "Keys", prefix=config.prefix, removal_policy=removal_policy)
+        self.network = PlatformNetwork(
+            self,
+            "Network",
+            settings=config.vpc,
+            availability_zones=config.availability_zones,
+            logs_key=self.keys.logs,
+            removal_policy=removal_policy,
+        )
+        self.cluster = AutoModeCluster(
+            self,
+            "Eks",
+            cluster_name=config.prefix,
+            settings=config.cluster,
+            vpc=self.network.vpc,
+            secrets_key=self.keys.eks_secrets,
+            logs_key=self.keys.logs,
+            removal_policy=removal_policy,
+        )
+        self.keys.allow_auto_mode_node_volumes(self.cluster.cluster.role)
+        self.addons = ClusterAddons(self, "Addons", cluster=self.cluster.cluster, settings=config.addons)
+
+        self.namespaces = PlatformNamespaces(
+            k8s_app,
+            "platform-namespaces",
+            namespaces=config.namespaces,
+            kubernetes_version=config.cluster.kubernetes_version,
+            labels={"app.kubernetes.io/part-of": config.name, "app.kubernetes.io/managed-by": "cdk8s"},
+        )
+        self.namespaces_manifest = self.cluster.cluster.add_cdk8s_chart("PlatformNamespaces", self.namespaces)
