@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+from typing import cast
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import CfnElement, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -124,10 +126,19 @@ class AutoModeCluster(Construct):
                 # Id from the ARN, not the list position: reordering the list must not replace entries.
                 f"Admin{hashlib.sha256(principal_arn.encode()).hexdigest()[:10]}",
                 principal_arn,
-                [eks.AccessPolicy.from_access_policy_name(
-                    CLUSTER_ADMIN_POLICY, access_scope_type=eks.AccessScopeType.CLUSTER
-                )],
+                [
+                    eks.AccessPolicy.from_access_policy_name(
+                        CLUSTER_ADMIN_POLICY, access_scope_type=eks.AccessScopeType.CLUSTER
+                    )
+                ],
             )
+
+    @property
+    def interface(self) -> eks.ICluster:
+        """The cluster typed as `eks.ICluster`, for constructs that accept any cluster. jsii's generated
+        ICluster protocol lists `kubectl_provider_options`, which the Cluster class does not declare,
+        so a type checker needs this one cast."""
+        return cast(eks.ICluster, self.cluster)
 
 
 def _endpoint_access(settings: ClusterSettings) -> eks.EndpointAccess:
@@ -162,21 +173,34 @@ def acknowledge_kubectl_provider(cluster: eks.Cluster) -> None:
     acknowledge(handler, "AwsSolutions-L1", _KUBECTL_PROVIDER_REASON)
     handler_role = handler.node.find_child("ServiceRole")
     acknowledge_aws_managed_policies(handler_role, ["AmazonEC2ContainerRegistryReadOnly"], _KUBECTL_PROVIDER_REASON)
-    # CDK attaches ECR Public read-only behind a condition; cdk-nag names the finding by the
-    # unresolved Fn::If, which is therefore spelt out here.
-    ecr_public_condition = next(
-        child.node.id for child in handler.node.children if child.node.id.startswith("HasEcrPublic")
-    )
-    logical_condition = handler.stack.get_logical_id(handler.node.find_child(ecr_public_condition))  # type: ignore[arg-type]
+    # CDK attaches ECR Public read-only behind a condition; cdk-nag names that finding by the
+    # unresolved Fn::If, so the id is built from the same expression.
+    stack = Stack.of(handler)
+    condition = next(child for child in handler.node.children if child.node.id.startswith("HasEcrPublic"))
+    ecr_public_policy = {
+        "Fn::If": [
+            stack.get_logical_id(cast(CfnElement, condition)),
+            {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        ":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly",
+                    ],
+                ]
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
     acknowledge(
         handler_role,
-        "AwsSolutions-IAM4[Policy::{\"Fn::If\":[\"" + logical_condition + "\",{\"Fn::Join\":[\"\","
-        "[\"arn:\",{\"Ref\":\"AWS::Partition\"},\":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly\"]]},"
-        "{\"Ref\":\"AWS::NoValue\"}]}]",
+        f"AwsSolutions-IAM4[Policy::{json.dumps(ecr_public_policy, separators=(',', ':'))}]",
         _KUBECTL_PROVIDER_REASON,
     )
+    handler_function = stack.get_logical_id(cast(CfnElement, handler.node.default_child))
     acknowledge(
         on_event.node.find_child("ServiceRole").node.find_child("DefaultPolicy"),
-        "AwsSolutions-IAM5[Resource::<" + handler.stack.get_logical_id(handler.node.default_child) + ".Arn>:*]",  # type: ignore[arg-type]
+        f"AwsSolutions-IAM5[Resource::<{handler_function}.Arn>:*]",
         "The provider framework invokes every version of CDK's kubectl handler (Arn:*); CDK sets this.",
     )

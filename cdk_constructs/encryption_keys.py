@@ -42,19 +42,14 @@ class EncryptionKeys(Construct):
         # CloudWatch Logs encrypts a log group only if the key policy admits the regional logs
         # principal, scoped by encryption context to this account's log groups (CloudWatch Logs
         # User Guide, encrypt-log-data-kms).
+        log_groups_in_account = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchLogsInThisAccount",
                 principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                         "kms:Describe*"],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
                 resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn":
-                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                    }
-                },
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups_in_account}},
             )
         )
 
@@ -69,8 +64,7 @@ class EncryptionKeys(Construct):
             iam.PolicyStatement(
                 sid="AllowAutoModeClusterRoleToUseKey",
                 principals=[principal],
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                         "kms:DescribeKey"],
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
                 resources=["*"],
             )
         )

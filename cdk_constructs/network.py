@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy, Tags
+from aws_cdk import Fn, RemovalPolicy, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -74,13 +74,13 @@ class PlatformNetwork(Construct):
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(settings.cidr),
-            # Pinned environments list their AZs (no lookup); env-agnostic ones let CloudFormation pick.
-            availability_zones=list(availability_zones)[: settings.max_azs] or None,
-            max_azs=None if availability_zones else settings.max_azs,
+            availability_zones=_zones(availability_zones, settings.max_azs),
             nat_gateways=settings.nat_gateways,
             subnet_configuration=[
                 ec2.SubnetConfiguration(
-                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=min(prefix + 6, 28),
+                    name="public",
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=min(prefix + 6, 28),
                     map_public_ip_on_launch=False,
                 ),
                 # A quarter of the VPC per AZ: pods take VPC addresses, so private subnets are large.
@@ -113,7 +113,10 @@ class PlatformNetwork(Construct):
         # One group for every interface endpoint: HTTPS from the VPC's own (literal) CIDR only. CDK's
         # default group names the CIDR by token, which scanners cannot tell from 0.0.0.0/0.
         endpoints_sg = ec2.SecurityGroup(
-            self, "EndpointsSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "EndpointsSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="HTTPS from inside the VPC to its interface endpoints",
         )
         endpoints_sg.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
@@ -157,3 +160,12 @@ class PlatformNetwork(Construct):
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(log_group, role.without_policy_updates()),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
+
+
+def _zones(availability_zones: Sequence[str], count: int) -> list[str]:
+    """The AZs a new VPC spans. Pinned environments list theirs (no lookup at synth). An env-agnostic
+    stack gets the region's first `count` zones from Fn::GetAZs at deploy time: left to `max_azs`,
+    CDK would cap an env-agnostic VPC at 2 zones whatever was asked."""
+    if availability_zones:
+        return list(availability_zones)[:count]
+    return [Fn.select(index, Fn.get_azs()) for index in range(count)]

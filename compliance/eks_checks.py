@@ -42,7 +42,7 @@ def _secrets_encrypted(props: dict[str, Any]) -> bool:
 
 def _all_logs_enabled(props: dict[str, Any]) -> bool:
     enabled = props.get("Logging", {}).get("ClusterLogging", {}).get("EnabledTypes", [])
-    return REQUIRED_LOG_TYPES <= {entry.get("Type") for entry in enabled}
+    return {entry.get("Type") for entry in enabled} >= REQUIRED_LOG_TYPES
 
 
 def _endpoint_private(props: dict[str, Any]) -> bool:

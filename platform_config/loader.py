@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -45,9 +46,7 @@ def load_config(context: Mapping[str, Any]) -> PlatformConfig:
         return PlatformConfig.model_validate(raw)
     except ValidationError as error:
         lines = [_describe(err) for err in error.errors()]
-        raise ConfigError(
-            f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)
-        ) from None
+        raise ConfigError(f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)) from None
 
 
 def _parse_cli_value(value: Any) -> Any:
@@ -97,3 +96,10 @@ def _model_at(loc: list[str]) -> type[BaseModel]:
         inner = getattr(annotation, "__args__", (annotation,))
         model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), model)
     return model
+
+
+def cdk_json_context(path: str | Path = "cdk.json") -> dict[str, Any]:
+    """The `context` block of cdk.json: what `cdk synth` hands the app before any `-c` flags."""
+    with open(path, encoding="utf-8") as handle:
+        context: dict[str, Any] = json.load(handle).get("context", {})
+    return context

@@ -25,13 +25,36 @@ KUBERNETES_STANDARD_SUPPORT_ENDS = {
 KubernetesVersion = Literal["1.33", "1.34", "1.35", "1.36"]
 
 # The only values CloudWatch Logs accepts for RetentionInDays (AWS::Logs::LogGroup reference).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 # Interface endpoints worth their hourly cost for an EKS Auto Mode data plane in private subnets:
 # image pulls (ECR), Pod Identity / SDK credentials (STS), logs, and the EKS API itself.
-InterfaceEndpoint = Literal["ecr.api", "ecr.dkr", "sts", "logs", "eks", "eks-auth", "monitoring",
-                            "secretsmanager", "kms", "ssm", "ec2"]
+InterfaceEndpoint = Literal[
+    "ecr.api", "ecr.dkr", "sts", "logs", "eks", "eks-auth", "monitoring", "secretsmanager", "kms", "ssm", "ec2"
+]
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -42,9 +65,7 @@ VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")]
 IamPrincipalArn = Annotated[
     str,
-    StringConstraints(
-        pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", max_length=600
-    ),
+    StringConstraints(pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", max_length=600),
 ]
 
 
@@ -56,8 +77,8 @@ def _retention(days: int) -> int:
 
 def _private_cidr(cidr: str) -> str:
     network = ipaddress.IPv4Network(cidr, strict=True)
-    if not network.is_private or not 16 <= network.prefixlen <= 24:
-        raise ValueError("must be a private (RFC 1918) IPv4 network with a prefix from /16 to /24")
+    if not network.is_private or not 16 <= network.prefixlen <= 20:
+        raise ValueError("must be a private (RFC 1918) IPv4 network with a prefix from /16 to /20")
     return str(network)
 
 
@@ -97,9 +118,7 @@ class VpcSettings(_Settings):
     @model_validator(mode="after")
     def _consistent(self) -> VpcSettings:
         if self.nat_gateways > self.max_azs:
-            raise ValueError(
-                f"nat_gateways ({self.nat_gateways}) must be at most max_azs ({self.max_azs})"
-            )
+            raise ValueError(f"nat_gateways ({self.nat_gateways}) must be at most max_azs ({self.max_azs})")
         if self.vpc_id and len(self.private_subnet_ids) < 2:
             raise ValueError("an existing vpc_id needs at least 2 private_subnet_ids in different AZs")
         if self.private_subnet_ids and not self.vpc_id:
@@ -176,14 +195,14 @@ class PlatformConfig(_Settings):
     availability_zones: tuple[AvailabilityZone, ...] = Field(
         (), description="AZs to use when account/region are pinned (no lookups at synth time)."
     )
-    production: bool = Field(
-        False, description="Production rules: private API endpoint only, resources retained."
-    )
+    production: bool = Field(False, description="Production rules: private API endpoint only, resources retained.")
     removal_policy: Literal["destroy", "retain"] = Field(
         "destroy", description="What happens to keys and log groups when the stack is deleted."
     )
-    tags: dict[Annotated[str, StringConstraints(min_length=1, max_length=128)],
-               Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    tags: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict)
     vpc: VpcSettings = VpcSettings()
     cluster: ClusterSettings = ClusterSettings()
     addons: AddonSettings = AddonSettings()

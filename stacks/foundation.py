@@ -22,9 +22,7 @@ from platform_config import PlatformConfig
 class FoundationStack(Stack):
     """Composes the foundation constructs; exposes `keys`, `network`, `cluster` for later stacks."""
 
-    def __init__(
-        self, scope: Construct, id: str, *, config: PlatformConfig, k8s_app: cdk8s.App, **kwargs: Any
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: PlatformConfig, k8s_app: cdk8s.App, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         removal_policy = RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
 
@@ -48,7 +46,7 @@ class FoundationStack(Stack):
             removal_policy=removal_policy,
         )
         self.keys.allow_auto_mode_node_volumes(self.cluster.cluster.role)
-        self.addons = ClusterAddons(self, "Addons", cluster=self.cluster.cluster, settings=config.addons)
+        self.addons = ClusterAddons(self, "Addons", cluster=self.cluster.interface, settings=config.addons)
 
         self.namespaces = PlatformNamespaces(
             k8s_app,

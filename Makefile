@@ -1,0 +1,56 @@
+# The project's two commands: `make synth` and `make test`. Both install what they need first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := synth
+
+ENV ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_FLAGS := --quiet --disable-pip-version-check --no-input
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: synth test deps lint typecheck validate unit clean
+
+# --- installation -------------------------------------------------------------------------------
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	scripts/ensure-prereqs.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	scripts/ensure-prereqs.sh
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(VENV)/.installed node_modules/.installed
+
+# --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
+synth: deps
+	npx --no-install cdk synth --quiet -c env=$(ENV)
+	@echo "templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
+	@echo "manifests: $$(ls dist/k8s/*.yaml | tr '\n' ' ')"
+	@echo "compliance report: dist/compliance-report.md"
+
+# --- test: everything that proves it ---------------------------------------------------------------
+test: synth lint typecheck validate unit
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+# The files `make synth` just wrote, checked by their ecosystems' own tools.
+validate: synth
+	$(VENV)/bin/cfn-lint --format parseable -- cdk.out/*.template.json
+	$(VENV)/bin/kubernetes-validate --strict --quiet \
+	  --kubernetes-version "$$($(PY) -m platform_config cluster.kubernetes_version -c env=$(ENV))" dist/k8s/*.yaml
+
+unit: deps
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf cdk.out dist .pytest_cache .mypy_cache .ruff_cache

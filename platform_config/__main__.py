@@ -1,0 +1,48 @@
+"""Print the resolved configuration, or one value of it, without synthesizing anything.
+
+python -m platform_config                       # dev, as JSON
+python -m platform_config -c env=prod            # prod
+python -m platform_config cluster.kubernetes_version -c env=prod
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from platform_config.loader import ConfigError, cdk_json_context, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_config", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("key", nargs="?", help="dotted key to print alone, e.g. cluster.kubernetes_version")
+    parser.add_argument(
+        "-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="context override, as with cdk -c"
+    )
+    args = parser.parse_args(argv)
+    context = cdk_json_context()
+    for item in args.context:
+        key, _, raw = item.partition("=")
+        context[key] = raw
+    try:
+        config = load_config(context)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    value: Any = config.model_dump(mode="json")
+    if args.key:
+        for part in args.key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                print(f"error: {args.key}: no such key", file=sys.stderr)
+                return 1
+            value = value[part]
+    print(value if isinstance(value, str) else json.dumps(value, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

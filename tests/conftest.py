@@ -1,0 +1,94 @@
+"""Shared fixtures. Every app synth goes through the jsii runtime (~5-10 s on 2 cores), so each
+environment is synthesized once per session and many tests assert on it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from app import Platform, build_platform, write_manifests
+from platform_config import PlatformConfig, cdk_json_context, load_config
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def context_for(env: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """cdk.json's context plus `-c` style overrides, as `cdk synth` would hand it to the app."""
+    return {**cdk_json_context(ROOT / "cdk.json"), "env": env, **overrides}
+
+
+def config_for(env: str = "dev", **overrides: Any) -> PlatformConfig:
+    return load_config(context_for(env, **overrides))
+
+
+@dataclass
+class Synthesized:
+    platform: Platform
+    outdir: Path
+    template: Template
+    manifests_dir: Path
+
+    @property
+    def config(self) -> PlatformConfig:
+        return self.platform.config
+
+    def template_json(self) -> dict[str, Any]:
+        return dict(self.template.to_json())
+
+    def template_files(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+    def cloud_assembly_manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads((self.outdir / "manifest.json").read_text())
+        return manifest
+
+
+def synthesize(tmp: Path, env: str = "dev", **overrides: Any) -> Synthesized:
+    """Build and synthesize one environment exactly as app.py does, into `tmp`."""
+    context = context_for(env, **overrides)
+    # The CDK CLI turns construct-path metadata on; tests find resources by path, so do the same.
+    app = cdk.App(context={**context, "aws:cdk:enable-path-metadata": True}, outdir=str(tmp / "cdk.out"))
+    platform = build_platform(app, load_config(context), tmp / "k8s")
+    app.synth()
+    write_manifests(platform.k8s_app, tmp / "k8s")
+    template = Template.from_stack(platform.foundation)
+    return Synthesized(platform, tmp / "cdk.out", template, tmp / "k8s")
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("dev"), "dev")
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("prod"), "prod")
+
+
+@pytest.fixture(scope="session", params=["dev", "prod"])
+def each_env(request: pytest.FixtureRequest, dev: Synthesized, prod: Synthesized) -> Synthesized:
+    return {"dev": dev, "prod": prod}[request.param]
+
+
+def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def only(items: dict[str, Any]) -> Any:
+    assert len(items) == 1, f"expected exactly one, found {sorted(items)}"
+    return next(iter(items.values()))
+
+
+@pytest.fixture
+def synth_in(tmp_path: Path) -> Callable[..., Synthesized]:
+    """Synthesize a one-off variant (costs a jsii synth: use sparingly)."""
+    return lambda env="dev", **overrides: synthesize(tmp_path, env, **overrides)

@@ -1,0 +1,184 @@
+"""The config layer: defaults, environments, overrides, and the errors a bad value gets.
+
+These fail in the config layer before any construct is built, so they cost milliseconds."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from platform_config import ConfigError, load_config
+from platform_config.model import LOG_RETENTION_DAYS
+from tests.conftest import config_for, context_for
+
+
+def test_dev_defaults_synthesize_without_an_account() -> None:
+    config = config_for("dev")
+    assert config.account is None
+    assert config.region is None
+    assert config.cluster.kubernetes_version == "1.35"
+    assert config.cluster.endpoint_access == "public_and_private"
+    assert config.production is False
+    assert config.prefix == "genai-dev"
+
+
+def test_prod_environment_from_cdk_json() -> None:
+    config = config_for("prod")
+    assert config.production is True
+    assert config.cluster.endpoint_access == "private"
+    assert config.removal_policy == "retain"
+    assert config.vpc.max_azs == 3
+    assert config.vpc.nat_gateways == 3
+
+
+def test_single_key_overrides_from_the_command_line() -> None:
+    config = config_for(
+        "dev",
+        **{
+            "cluster.kubernetes_version": "1.36",
+            "vpc.max_azs": "3",
+            "cluster.public_access_cidrs": '["203.0.113.0/24", "198.51.100.7/32"]',
+            "account": "123456789012",
+            "region": "eu-west-1",
+            "availability_zones": '["eu-west-1a", "eu-west-1b", "eu-west-1c"]',
+        },
+    )
+    assert config.cluster.kubernetes_version == "1.36"
+    assert config.vpc.max_azs == 3
+    assert config.cluster.public_access_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+    assert config.account == "123456789012"
+
+
+def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
+    context = context_for("prod", **{"cluster.admin_principal_arns": '["arn:aws:iam::123456789012:role/Admin"]'})
+    load_config(context)
+    assert "admin_principal_arns" not in context["environments"]["prod"]["cluster"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param(
+            {"cluster.kubernetes_version": "1.20"},
+            "cluster.kubernetes_version: Input should be '1.33', '1.34', '1.35' or '1.36' (got '1.20')",
+            id="kubernetes-version-too-old",
+        ),
+        pytest.param(
+            {"vpc.max_azs": "7"},
+            "vpc.max_azs: Input should be less than or equal to 3 (got '7')",
+            id="az-count-7",
+        ),
+        pytest.param(
+            {"vpc.nat_gateways": "3"},
+            "vpc: nat_gateways (3) must be at most max_azs (2)",
+            id="more-nat-gateways-than-azs",
+        ),
+        pytest.param(
+            {"vpc.cidr": "8.8.0.0/16"},
+            "vpc.cidr: must be a private (RFC 1918) IPv4 network with a prefix from /16 to /20 (got '8.8.0.0/16')",
+            id="public-vpc-cidr",
+        ),
+        pytest.param(
+            {"cluster.public_access_cidrs": '["0.0.0.0/0"]'},
+            "cluster.public_access_cidrs.0: 0.0.0.0/0 opens the Kubernetes API to the internet",
+            id="endpoint-open-to-the-internet",
+        ),
+        pytest.param(
+            {"cluster.public_access_cidrs": "[]"},
+            "cluster: a public endpoint needs at least one CIDR in public_access_cidrs",
+            id="public-endpoint-without-allowlist",
+        ),
+        pytest.param(
+            {"cluster.endpoint_access": "public"},
+            "cluster.endpoint_access: Input should be 'public_and_private' or 'private' (got 'public')",
+            id="unknown-endpoint-access",
+        ),
+        pytest.param(
+            {"cluster.admin_principal_arns": '["arn:aws:iam::12345:role/Admin"]'},
+            "cluster.admin_principal_arns.0: String should match pattern",
+            id="malformed-admin-arn",
+        ),
+        pytest.param(
+            {"account": "123456789012"},
+            "config: account and region are pinned together: set both or neither",
+            id="account-without-region",
+        ),
+        pytest.param(
+            {"account": "123456789012", "region": "us-west-2"},
+            "a pinned account/region needs availability_zones listing at least vpc.max_azs (2) zones",
+            id="pinned-without-azs",
+        ),
+        pytest.param(
+            {"account": "123456789012", "region": "us-west-2", "availability_zones": '["eu-west-1a", "eu-west-1b"]'},
+            "availability_zones ['eu-west-1a', 'eu-west-1b'] are not in region us-west-2",
+            id="azs-of-another-region",
+        ),
+        pytest.param(
+            {"cluster.control_plane_log_retention_days": "42"},
+            f"cluster.control_plane_log_retention_days: must be one of CloudWatch Logs' retention values "
+            f"{list(LOG_RETENTION_DAYS)} (got '42')",
+            id="log-retention-not-a-cloudwatch-value",
+        ),
+        pytest.param(
+            {"vpc.vpc_id": "vpc-0123456789abcdef0"},
+            "vpc: an existing vpc_id needs at least 2 private_subnet_ids in different AZs",
+            id="existing-vpc-without-subnets",
+        ),
+        pytest.param(
+            {"cluster.kubernets_version": "1.35"},
+            "cluster.kubernets_version: unknown key; allowed keys here: admin_principal_arns, "
+            "control_plane_log_retention_days, endpoint_access, kubernetes_version, public_access_cidrs",
+            id="misspelt-key",
+        ),
+        pytest.param(
+            {"namespaces": '[{"name": "Inference"}]'},
+            "namespaces.0.name: String should match pattern",
+            id="namespace-not-a-dns-label",
+        ),
+        pytest.param(
+            {"name": "GenAI"},
+            "name: String should match pattern",
+            id="uppercase-prefix",
+        ),
+    ],
+)
+def test_invalid_values_name_key_value_and_what_is_allowed(overrides: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **overrides)
+    assert expected in str(raised.value)
+
+
+def test_production_must_not_have_a_public_endpoint() -> None:
+    with pytest.raises(ConfigError, match=r"production requires cluster\.endpoint_access 'private'"):
+        config_for(
+            "prod",
+            **{"cluster.endpoint_access": "public_and_private", "cluster.public_access_cidrs": '["203.0.113.0/24"]'},
+        )
+
+
+def test_unknown_environment_lists_the_defined_ones() -> None:
+    with pytest.raises(ConfigError, match=r"env: 'stage' is not an environment in cdk.json; allowed: dev, prod"):
+        config_for("stage")
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **{"vpc.max_azs": "9", "cluster.kubernetes_version": "1.2"})
+    assert "vpc.max_azs" in str(raised.value)
+    assert "cluster.kubernetes_version" in str(raised.value)
+
+
+def test_extended_support_version_warns_about_the_price() -> None:
+    config = config_for("dev", **{"cluster.kubernetes_version": "1.33"})
+    (warning,) = config.warnings(today=date(2026, 11, 26))
+    assert "1.33 left EKS standard support on 2026-07-29" in warning
+    assert "$0.60/h instead of $0.10/h" in warning
+    assert config_for("dev").warnings(today=date(2026, 11, 26)) == []
+
+
+def test_standard_support_ends_are_respected_by_date() -> None:
+    config = config_for("dev", **{"cluster.kubernetes_version": "1.34"})
+    assert config.warnings(today=date(2026, 12, 1)) == []
+    assert len(config.warnings(today=date(2026, 12, 3))) == 1
