@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from platform_config.loader import ConfigError, cdk_json_context, load_config
+from platform_config.reference import render_reference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="context override, as with cdk -c"
     )
+    parser.add_argument("--reference", action="store_true", help="print the README's configuration reference")
     args = parser.parse_args(argv)
+    if args.reference:
+        print(render_reference())
+        return 0
     context = cdk_json_context()
     for item in args.context:
         key, _, raw = item.partition("=")

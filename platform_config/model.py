@@ -113,7 +113,9 @@ class VpcSettings(_Settings):
     interface_endpoints: tuple[InterfaceEndpoint, ...] = Field(
         (), description="Interface endpoints to create (each costs ~$0.01/h per AZ)."
     )
-    flow_log_retention_days: RetentionDays = Field(90, description="VPC flow log retention.")
+    flow_log_retention_days: RetentionDays = Field(
+        90, description="Retention of the KMS-encrypted VPC flow log group (a CloudWatch Logs value)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> VpcSettings:
@@ -133,8 +135,8 @@ class ClusterSettings(_Settings):
 
     kubernetes_version: KubernetesVersion = Field(
         "1.35",
-        description="EKS version; 1.35 is in standard support until 2027-03-27 and is the newest one "
-        "KEDA 2.18 and the pinned Helm charts are tested against.",
+        description="EKS Kubernetes version. 1.35 is in standard support until 2027-03-27; 1.33 is "
+        "accepted but billed at the extended-support rate (synth warns).",
     )
     endpoint_access: Literal["public_and_private", "private"] = Field(
         "public_and_private", description="API endpoint exposure; prod uses private."
@@ -147,7 +149,9 @@ class ClusterSettings(_Settings):
     admin_principal_arns: tuple[IamPrincipalArn, ...] = Field(
         (), description="IAM roles/users granted AmazonEKSClusterAdminPolicy through access entries."
     )
-    control_plane_log_retention_days: RetentionDays = Field(90)
+    control_plane_log_retention_days: RetentionDays = Field(
+        90, description="Retention of the KMS-encrypted control-plane log group (a CloudWatch Logs value)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSettings:
@@ -159,10 +163,12 @@ class ClusterSettings(_Settings):
 class AddonSettings(_Settings):
     """EKS add-ons. A version of None lets EKS choose the default for the cluster's version."""
 
-    metrics_server: bool = True
-    metrics_server_version: str | None = None
-    container_insights: bool = True
-    container_insights_version: str | None = None
+    metrics_server: bool = Field(True, description="Install the metrics-server EKS add-on.")
+    metrics_server_version: str | None = Field(None, description="Pin its version (default: EKS's default).")
+    container_insights: bool = Field(
+        True, description="Install amazon-cloudwatch-observability (Container Insights, enhanced observability)."
+    )
+    container_insights_version: str | None = Field(None, description="Pin its version (default: EKS's default).")
 
 
 class NamespaceSettings(_Settings):
@@ -186,7 +192,7 @@ def _default_namespaces() -> tuple[NamespaceSettings, ...]:
 class PlatformConfig(_Settings):
     """Everything one environment of the platform needs, validated."""
 
-    env_name: DnsLabel = Field(description="Environment name, from -c env=...")
+    env_name: DnsLabel = Field(description="Set by `-c env=NAME` (default dev): which cdk.json environment.")
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")] = Field(
         "genai", description="Prefix of every stack and resource name (3-20 chars, lowercase)."
     )
@@ -202,11 +208,15 @@ class PlatformConfig(_Settings):
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
-    ] = Field(default_factory=dict)
+    ] = Field(default_factory=dict, description="Extra tags on every resource (project and environment always set).")
     vpc: VpcSettings = VpcSettings()
     cluster: ClusterSettings = ClusterSettings()
     addons: AddonSettings = AddonSettings()
-    namespaces: tuple[NamespaceSettings, ...] = Field(default_factory=_default_namespaces)
+    namespaces: tuple[NamespaceSettings, ...] = Field(
+        default_factory=_default_namespaces,
+        description="Namespaces the platform creates, each {name, pod_security}; pod_security is "
+        "restricted, baseline or privileged (enforced; audit and warn are always restricted).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:

@@ -11,7 +11,8 @@ import pytest
 
 from platform_config import ConfigError, load_config
 from platform_config.model import LOG_RETENTION_DAYS
-from tests.conftest import config_for, context_for
+from platform_config.reference import render_reference
+from tests.conftest import ROOT, config_for, context_for
 
 
 def test_dev_defaults_synthesize_without_an_account() -> None:
@@ -182,3 +183,11 @@ def test_standard_support_ends_are_respected_by_date() -> None:
     config = config_for("dev", **{"cluster.kubernetes_version": "1.34"})
     assert config.warnings(today=date(2026, 12, 1)) == []
     assert len(config.warnings(today=date(2026, 12, 3))) == 1
+
+
+def test_readme_configuration_reference_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert render_reference() in readme, (
+        "README's configuration reference is stale: replace the block between the config-reference "
+        "markers with the output of `python -m platform_config --reference`"
+    )

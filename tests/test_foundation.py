@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Annotations, Match
 
 from cdk_constructs.auto_mode_cluster import AUTO_MODE_CLUSTER_ROLE_POLICIES, NODE_ROLE_MANAGED_POLICIES
 from tests.conftest import Synthesized, only, resources_of
@@ -304,3 +304,12 @@ def test_tags_on_every_taggable_resource(dev: Synthesized) -> None:
 def test_prod_stack_has_termination_protection(dev: Synthesized, prod: Synthesized) -> None:
     assert prod.platform.foundation.termination_protection is True
     assert dev.platform.foundation.termination_protection is False
+
+
+def test_extended_support_version_synthesizes_with_a_warning(synth_in: Any) -> None:
+    synth = synth_in("dev", **{"cluster.kubernetes_version": "1.33"})
+    assert _cluster(synth)["Version"] == "1.33"
+    warnings = Annotations.from_stack(synth.platform.foundation).find_warning(
+        "*", Match.string_like_regexp("extended-support rate of \\$0.60/h")
+    )
+    assert len(warnings) == 1
