@@ -121,6 +121,7 @@ class AutoModeCluster(Construct):
             "auto-cluster-iam-role); AWS updates them as Auto Mode's controllers change.",
         )
         acknowledge_kubectl_provider(self.cluster)
+        encrypt_kubectl_provider_logs(self.cluster, logs_key)
         for principal_arn in settings.admin_principal_arns:
             self.cluster.grant_access(
                 # Id from the ARN, not the list position: reordering the list must not replace entries.
@@ -204,3 +205,27 @@ def acknowledge_kubectl_provider(cluster: eks.Cluster) -> None:
         f"AwsSolutions-IAM5[Resource::<{handler_function}.Arn>:*]",
         "The provider framework invokes every version of CDK's kubectl handler (Arn:*); CDK sets this.",
     )
+
+
+def encrypt_kubectl_provider_logs(cluster: eks.Cluster, key: kms.IKey) -> None:
+    """Escape hatch: encrypt the log groups of aws-cdk-lib's kubectl provider with the platform's logs key.
+
+    With the `@aws-cdk/aws-lambda:useCdkManagedLogGroup` feature flag (cdk.json) CDK creates each
+    provider function's log group, but offers no property for its key; NIST/HIPAA/PCI
+    CloudWatchLogGroupEncrypted require one. Raises if CDK stops creating those groups, so the
+    change is noticed rather than silently leaving logs unencrypted.
+    """
+    provider = cluster.node.find_child("KubectlProvider")
+    functions = [
+        provider.node.find_child("Handler"),
+        provider.node.find_child("Provider").node.find_child("framework-onEvent"),
+    ]
+    for function in functions:
+        log_group = function.node.try_find_child("LogGroup")
+        if log_group is None:
+            raise RuntimeError(
+                f"{function.node.path} has no LogGroup child: check the @aws-cdk/aws-lambda:useCdkManagedLogGroup "
+                "feature flag in cdk.json"
+            )
+        cfn_log_group = cast(logs.CfnLogGroup, log_group.node.default_child)
+        cfn_log_group.kms_key_id = key.key_arn

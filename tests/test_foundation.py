@@ -313,3 +313,12 @@ def test_extended_support_version_synthesizes_with_a_warning(synth_in: Any) -> N
         "*", Match.string_like_regexp("extended-support rate of \\$0.60/h")
     )
     assert len(warnings) == 1
+
+
+def test_every_log_group_is_encrypted_with_the_logs_key(each_env: Synthesized) -> None:
+    logs_key = _logical_id(each_env, "AWS::KMS::Key", "/Keys/Logs/")
+    groups = resources_of(each_env.template_json(), "AWS::Logs::LogGroup")
+    # flow logs, control plane, and the kubectl provider's two functions (escape hatch)
+    assert len(groups) == 4
+    for group in groups.values():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [logs_key, "Arn"]}
