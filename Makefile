@@ -6,11 +6,13 @@ SHELL := /bin/bash
 ENV ?= dev
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov pins packaging<24 and networkx<2.7, which clash with the project's: it gets its own venv.
+CHECKOV_VENV := .venv-checkov
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps lint typecheck validate unit clean
+.PHONY: synth test deps test-deps lint typecheck validate unit clean
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -19,12 +21,25 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	scripts/ensure-prereqs.sh
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+# promtool and prometheus (Debian's package) for the PromQL checks and the scaling-path test.
+.tools-prometheus: scripts/ensure-prometheus.sh
+	scripts/ensure-prometheus.sh
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	scripts/ensure-prereqs.sh
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 deps: $(VENV)/.installed node_modules/.installed
+
+test-deps: deps $(CHECKOV_VENV)/.installed .tools-prometheus
 
 # --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
 synth: deps
@@ -46,11 +61,12 @@ typecheck: deps
 # The files `make synth` just wrote, checked by their ecosystems' own tools.
 validate: synth
 	$(VENV)/bin/cfn-lint --format parseable -- cdk.out/*.template.json
-	$(VENV)/bin/kubernetes-validate --strict --quiet \
+	$(VENV)/bin/kubernetes-validate --strict --quiet --no-warn \
 	  --kubernetes-version "$$($(PY) -m platform_config cluster.kubernetes_version -c env=$(ENV))" dist/k8s/*.yaml
+	$(PY) -m tests.crd_schemas dist/k8s/*.yaml
 
-unit: deps
+unit: test-deps
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf cdk.out dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out dist .pytest_cache .mypy_cache .ruff_cache .tools-prometheus

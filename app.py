@@ -7,18 +7,25 @@ compliance report to `dist/compliance-report.md` (the `dist_dir` context key mov
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import cdk8s
 
+from cdk_constructs.manifests import AppliedCharts
 from compliance.nag import apply_compliance
 from compliance.report import write_report
 from platform_config import ConfigError, PlatformConfig, load_config
+from stacks.data import DataStack
 from stacks.foundation import FoundationStack
+from stacks.inference import InferenceStack
+from stacks.observability import ObservabilityStack
 
 
 @dataclass
@@ -26,7 +33,15 @@ class Platform:
     config: PlatformConfig
     app: cdk.App
     k8s_app: cdk8s.App
+    charts: AppliedCharts
     foundation: FoundationStack
+    data: DataStack
+    observability: ObservabilityStack
+    inference: InferenceStack
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        return [self.foundation, self.data, self.observability, self.inference]
 
 
 def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) -> Platform:
@@ -34,23 +49,57 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     pin_availability_zones(app, config)
     k8s_app = cdk8s.App(outdir=str(manifests_dir), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_CHART)
     env = cdk.Environment(account=config.account, region=config.region) if config.account else None
+    common: dict[str, Any] = {"env": env, "termination_protection": config.production}
+    charts = AppliedCharts()
     foundation = FoundationStack(
         app,
         f"{config.prefix}-foundation",
         config=config,
         k8s_app=k8s_app,
-        env=env,
         description=f"{config.name} GenAI platform ({config.env_name}): network, keys, EKS Auto Mode cluster",
-        termination_protection=config.production,
+        **common,
     )
-    for stack in (foundation,):
+    charts.record(foundation.namespaces, foundation)
+    charts.record(foundation.storage, foundation)
+    data = DataStack(
+        app,
+        f"{config.prefix}-data",
+        config=config,
+        foundation=foundation,
+        description=f"{config.name} GenAI platform ({config.env_name}): model bucket and its access",
+        **common,
+    )
+    observability = ObservabilityStack(
+        app,
+        f"{config.prefix}-observability",
+        config=config,
+        foundation=foundation,
+        description=f"{config.name} GenAI platform ({config.env_name}): Prometheus and DCGM exporter",
+        **common,
+    )
+    inference = InferenceStack(
+        app,
+        f"{config.prefix}-inference",
+        config=config,
+        foundation=foundation,
+        data=data,
+        observability=observability,
+        k8s_app=k8s_app,
+        charts=charts,
+        description=f"{config.name} GenAI platform ({config.env_name}): node pools, KEDA, vLLM",
+        **common,
+    )
+    # Deployment order: the scaling signal path exists before the ScaledObject that reads it.
+    inference.add_stack_dependency(observability)
+    platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference)
+    for stack in platform.stacks:
         for warning in config.warnings():
             cdk.Annotations.of(stack).add_warning_v2("platform:config", warning)
     tags = {"project": config.name, "environment": config.env_name, **config.tags}
     for key, value in tags.items():
         cdk.Tags.of(app).add(key, value)
     apply_compliance(app, production=config.production)
-    return Platform(config=config, app=app, k8s_app=k8s_app, foundation=foundation)
+    return platform
 
 
 def pin_availability_zones(app: cdk.App, config: PlatformConfig) -> None:
@@ -61,11 +110,31 @@ def pin_availability_zones(app: cdk.App, config: PlatformConfig) -> None:
         app.node.set_context(key, list(config.availability_zones))
 
 
-def write_manifests(k8s_app: cdk8s.App, manifests_dir: Path) -> None:
-    """Replace the YAML under manifests_dir with this synth's charts (no stale charts left behind)."""
+def write_manifests(platform: Platform, manifests_dir: Path) -> None:
+    """Replace the YAML under manifests_dir with this synth's charts (no stale charts left behind).
+
+    Values known only at deploy time (a key ARN, a bucket name) are tokens in a chart; in the files
+    they are shown as the CloudFormation expression the applying stack resolves them to.
+    """
     if manifests_dir.exists():
         shutil.rmtree(manifests_dir)
-    k8s_app.synth()
+    platform.k8s_app.synth()
+    for chart, stack in platform.charts.entries:
+        path = manifests_dir / f"{chart.node.id}.k8s.yaml"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(render_deploy_time_values(text, stack), encoding="utf-8")
+
+
+_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
+
+
+def render_deploy_time_values(text: str, stack: cdk.Stack) -> str:
+    """Replace each token with `<deploy-time EXPRESSION>`, the CloudFormation expression `stack` gives it."""
+
+    def expression(match: re.Match[str]) -> str:
+        return "<deploy-time " + json.dumps(stack.resolve(match.group(0)), separators=(",", ":")) + ">"
+
+    return _TOKEN.sub(expression, text)
 
 
 def main() -> int:
@@ -80,7 +149,7 @@ def main() -> int:
     dist = Path(str(app.node.try_get_context("dist_dir") or "dist"))
     platform = build_platform(app, config, dist / "k8s")
     app.synth()
-    write_manifests(platform.k8s_app, dist / "k8s")
+    write_manifests(platform, dist / "k8s")
     write_report(app, config.env_name, dist / "compliance-report.md")
     return 0
 

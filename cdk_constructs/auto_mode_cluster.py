@@ -73,9 +73,13 @@ class AutoModeCluster(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
+        # Named, because the platform's NodeClasses refer to it by name (NodeClass spec.role), and a
+        # literal name keeps the rendered manifests free of deploy-time values.
+        self.node_role_name = f"{cluster_name}-auto-mode-node"
         self.node_role = iam.Role(
             self,
             "NodeRole",
+            role_name=self.node_role_name,
             description=f"EKS Auto Mode nodes of {cluster_name}",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(n) for n in NODE_ROLE_MANAGED_POLICIES],
@@ -108,6 +112,9 @@ class AutoModeCluster(Construct):
             removal_policy=removal_policy,
         )
         self.cluster.node.add_dependency(self.control_plane_logs)
+        # EKS tags the cluster security group it creates with this (EKS User Guide, sec-group-reqs);
+        # NodeClasses select it by the tag, which is known at synth time, unlike its id.
+        self.security_group_terms = [{"tags": {f"kubernetes.io/cluster/{cluster_name}": "owned"}}]
         acknowledge_aws_managed_policies(
             self.node_role,
             list(NODE_ROLE_MANAGED_POLICIES),

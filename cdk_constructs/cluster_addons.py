@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
@@ -62,6 +64,9 @@ class ClusterAddons(Construct):
                 addon_name=CLOUDWATCH_ADDON,
                 addon_version=settings.container_insights_version,
                 resolve_conflicts="OVERWRITE",
+                configuration_values=None
+                if settings.container_insights_dcgm_exporter
+                else json.dumps({"dcgmExporter": {"enabled": False}}),
                 pod_identity_associations=[
                     eks.CfnAddon.PodIdentityAssociationProperty(
                         role_arn=self.cloudwatch_agent_identity.role.role_arn,

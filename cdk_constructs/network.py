@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Fn, RemovalPolicy, Tags
 from aws_cdk import aws_ec2 as ec2
@@ -15,6 +16,9 @@ from constructs import Construct
 from cdk_constructs.log_retention import retention
 from compliance.acknowledgments import acknowledge
 from platform_config.model import InterfaceEndpoint, VpcSettings
+
+# Tag on the private subnets that the platform's NodeClasses select.
+NODE_SUBNET_TAG = "platform.genai/node-subnets"
 
 _INTERFACE_SERVICES: dict[InterfaceEndpoint, ec2.InterfaceVpcEndpointAwsService] = {
     "ecr.api": ec2.InterfaceVpcEndpointAwsService.ECR,
@@ -50,10 +54,14 @@ class PlatformNetwork(Construct):
         availability_zones: Sequence[str],
         logs_key: kms.IKey,
         removal_policy: RemovalPolicy,
+        subnet_tag_value: str,
     ) -> None:
         super().__init__(scope, id)
         self.vpc: ec2.IVpc
+        # How NodeClasses find the node subnets: by id for an existing VPC, by our tag for a new one.
+        self.node_subnet_terms: list[dict[str, Any]]
         if settings.vpc_id:
+            self.node_subnet_terms = [{"id": subnet} for subnet in settings.private_subnet_ids]
             # An existing VPC belongs to whoever runs the network: its endpoints and flow logs are
             # theirs, so nothing is added to it here.
             self.vpc = ec2.Vpc.from_vpc_attributes(
@@ -64,11 +72,12 @@ class PlatformNetwork(Construct):
                 private_subnet_ids=list(settings.private_subnet_ids),
             )
             return
-        self.vpc = self._new_vpc(settings, availability_zones)
+        self.node_subnet_terms = [{"tags": {NODE_SUBNET_TAG: subnet_tag_value}}]
+        self.vpc = self._new_vpc(settings, availability_zones, subnet_tag_value)
         self._add_endpoints(settings.interface_endpoints, settings.cidr)
         self._add_flow_logs(settings, logs_key, removal_policy)
 
-    def _new_vpc(self, settings: VpcSettings, availability_zones: Sequence[str]) -> ec2.Vpc:
+    def _new_vpc(self, settings: VpcSettings, availability_zones: Sequence[str], subnet_tag_value: str) -> ec2.Vpc:
         prefix = ipaddress.IPv4Network(settings.cidr).prefixlen
         vpc = ec2.Vpc(
             self,
@@ -103,6 +112,7 @@ class PlatformNetwork(Construct):
                 )
         for subnet in vpc.private_subnets:
             Tags.of(subnet).add("kubernetes.io/role/internal-elb", "1")
+            Tags.of(subnet).add(NODE_SUBNET_TAG, subnet_tag_value)
         return vpc
 
     def _add_endpoints(self, interface_endpoints: Sequence[InterfaceEndpoint], vpc_cidr: str) -> None:

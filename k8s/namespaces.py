@@ -8,9 +8,14 @@ import cdk8s
 import cdk8s_plus_30 as kplus
 from constructs import Construct
 
-from platform_config.model import NamespaceSettings
+from platform_config.model import NamespaceSettings, PlatformConfig
 
 PSS_LABEL = "pod-security.kubernetes.io"
+
+
+def platform_labels(config: PlatformConfig) -> dict[str, str]:
+    """Labels on every object the platform's charts create."""
+    return {"app.kubernetes.io/part-of": config.name, "app.kubernetes.io/managed-by": "cdk8s"}
 
 
 def pod_security_labels(level: str, kubernetes_version: str) -> dict[str, str]:

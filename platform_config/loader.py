@@ -45,7 +45,15 @@ def load_config(context: Mapping[str, Any]) -> PlatformConfig:
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as error:
-        lines = [_describe(err) for err in error.errors()]
+        errors = error.errors()
+        # A list whose items failed also fails its length check; the item errors say what is wrong.
+        locs = [tuple(map(str, err["loc"])) for err in errors]
+        errors = [
+            err
+            for err, loc in zip(errors, locs, strict=True)
+            if not (err["type"] == "too_short" and any(o[: len(loc)] == loc and o != loc for o in locs))
+        ]
+        lines = [_describe(err) for err in errors]
         raise ConfigError(f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)) from None
 
 

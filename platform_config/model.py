@@ -11,7 +11,10 @@ import ipaddress
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from platform_config.base import Settings
+from platform_config.inference import InferenceSettings
 
 # EKS versions this platform accepts, with the end of standard support for each (awsdocs
 # amazon-eks-user-guide kubernetes-versions.adoc, see ../shared/design/FACTS.md). A version past
@@ -94,13 +97,7 @@ VpcCidr = Annotated[str, AfterValidator(_private_cidr)]
 AllowlistCidr = Annotated[str, AfterValidator(_allowlist_cidr)]
 
 
-class _Settings(BaseModel):
-    """Frozen and closed: an unknown or misspelt key is an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VpcSettings(_Settings):
+class VpcSettings(Settings):
     """The network: a new VPC (default) or an existing one named by id with its private subnets."""
 
     vpc_id: VpcId | None = Field(None, description="Use this existing VPC instead of creating one.")
@@ -130,7 +127,7 @@ class VpcSettings(_Settings):
         return self
 
 
-class ClusterSettings(_Settings):
+class ClusterSettings(Settings):
     """The EKS Auto Mode cluster."""
 
     kubernetes_version: KubernetesVersion = Field(
@@ -160,7 +157,7 @@ class ClusterSettings(_Settings):
         return self
 
 
-class AddonSettings(_Settings):
+class AddonSettings(Settings):
     """EKS add-ons. A version of None lets EKS choose the default for the cluster's version."""
 
     metrics_server: bool = Field(True, description="Install the metrics-server EKS add-on.")
@@ -169,9 +166,14 @@ class AddonSettings(_Settings):
         True, description="Install amazon-cloudwatch-observability (Container Insights, enhanced observability)."
     )
     container_insights_version: str | None = Field(None, description="Pin its version (default: EKS's default).")
+    container_insights_dcgm_exporter: bool = Field(
+        False,
+        description="Keep the add-on's own DCGM exporter. Off: the platform runs NVIDIA's exporter for "
+        "Prometheus, and two exporters on one GPU compete for its profiling interface.",
+    )
 
 
-class NamespaceSettings(_Settings):
+class NamespaceSettings(Settings):
     """A namespace the platform owns, with the Pod Security Standard it enforces."""
 
     name: DnsLabel
@@ -189,7 +191,7 @@ def _default_namespaces() -> tuple[NamespaceSettings, ...]:
     )
 
 
-class PlatformConfig(_Settings):
+class PlatformConfig(Settings):
     """Everything one environment of the platform needs, validated."""
 
     env_name: DnsLabel = Field(description="Set by `-c env=NAME` (default dev): which cdk.json environment.")
@@ -212,6 +214,7 @@ class PlatformConfig(_Settings):
     vpc: VpcSettings = VpcSettings()
     cluster: ClusterSettings = ClusterSettings()
     addons: AddonSettings = AddonSettings()
+    inference: InferenceSettings = InferenceSettings()
     namespaces: tuple[NamespaceSettings, ...] = Field(
         default_factory=_default_namespaces,
         description="Namespaces the platform creates, each {name, pod_security}; pod_security is "

@@ -15,7 +15,8 @@ from cdk_constructs.auto_mode_cluster import AutoModeCluster
 from cdk_constructs.cluster_addons import ClusterAddons
 from cdk_constructs.encryption_keys import EncryptionKeys
 from cdk_constructs.network import PlatformNetwork
-from k8s.namespaces import PlatformNamespaces
+from k8s.namespaces import PlatformNamespaces, platform_labels
+from k8s.storage import PlatformStorageChart
 from platform_config import PlatformConfig
 
 
@@ -34,6 +35,7 @@ class FoundationStack(Stack):
             availability_zones=config.availability_zones,
             logs_key=self.keys.logs,
             removal_policy=removal_policy,
+            subnet_tag_value=config.prefix,
         )
         self.cluster = AutoModeCluster(
             self,
@@ -48,11 +50,20 @@ class FoundationStack(Stack):
         self.keys.allow_auto_mode_node_volumes(self.cluster.cluster.role)
         self.addons = ClusterAddons(self, "Addons", cluster=self.cluster.interface, settings=config.addons)
 
+        labels = platform_labels(config)
         self.namespaces = PlatformNamespaces(
             k8s_app,
             "platform-namespaces",
             namespaces=config.namespaces,
             kubernetes_version=config.cluster.kubernetes_version,
-            labels={"app.kubernetes.io/part-of": config.name, "app.kubernetes.io/managed-by": "cdk8s"},
+            labels=labels,
         )
         self.namespaces_manifest = self.cluster.cluster.add_cdk8s_chart("PlatformNamespaces", self.namespaces)
+        self.storage = PlatformStorageChart(
+            k8s_app,
+            "platform-storage",
+            kms_key_arn=self.keys.node_volumes.key_arn,
+            retain_volumes=config.removal_policy == "retain",
+            labels=labels,
+        )
+        self.cluster.cluster.add_cdk8s_chart("PlatformStorage", self.storage)

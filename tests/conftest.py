@@ -12,6 +12,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+import yaml
 from aws_cdk.assertions import Template
 
 from app import Platform, build_platform, write_manifests
@@ -44,6 +45,26 @@ class Synthesized:
     def template_json(self) -> dict[str, Any]:
         return dict(self.template.to_json())
 
+    def stack_json(self, stack: str) -> dict[str, Any]:
+        """The synthesized template of one stack: foundation, data, observability or inference."""
+        path = self.outdir / f"{self.config.prefix}-{stack}.template.json"
+        template: dict[str, Any] = json.loads(path.read_text())
+        return template
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every object of every chart written to the manifests folder."""
+        docs: list[dict[str, Any]] = []
+        for path in sorted(self.manifests_dir.glob("*.yaml")):
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+        return docs
+
+    def find(self, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+        return [d for d in self.documents() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+    def one(self, kind: str, name: str) -> dict[str, Any]:
+        (doc,) = self.find(kind, name)
+        return doc
+
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
 
@@ -59,7 +80,7 @@ def synthesize(tmp: Path, env: str = "dev", **overrides: Any) -> Synthesized:
     app = cdk.App(context={**context, "aws:cdk:enable-path-metadata": True}, outdir=str(tmp / "cdk.out"))
     platform = build_platform(app, load_config(context), tmp / "k8s")
     app.synth()
-    write_manifests(platform.k8s_app, tmp / "k8s")
+    write_manifests(platform, tmp / "k8s")
     template = Template.from_stack(platform.foundation)
     return Synthesized(platform, tmp / "cdk.out", template, tmp / "k8s")
 

@@ -1,0 +1,42 @@
+"""The inference chart: a default-deny policy for the namespace, the vLLM server and its ScaledObject."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import cdk8s
+from constructs import Construct
+
+from k8s.autoscaling import MetricSelector, vllm_scaled_object
+from k8s.vllm import VllmServer, VllmWiring, default_deny
+from platform_config.inference import VllmAutoscalingSettings, VllmSettings
+
+VLLM_NAME = "vllm"
+
+
+class InferenceChart(cdk8s.Chart):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vllm: VllmSettings,
+        autoscaling: VllmAutoscalingSettings,
+        wiring: VllmWiring,
+        prometheus_url: str,
+        labels: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, id, labels=dict(labels))
+        default_deny(self, "default-deny", namespace=wiring.namespace)
+        self.server = VllmServer(self, "vllm", name=VLLM_NAME, settings=vllm, wiring=wiring, labels=labels)
+        vllm_scaled_object(
+            self,
+            "vllm-scaledobject",
+            deployment=VLLM_NAME,
+            namespace=wiring.namespace,
+            settings=autoscaling,
+            selector=MetricSelector(
+                namespace=wiring.namespace, model_name=vllm.served_model_name, pod_prefix=VLLM_NAME
+            ),
+            prometheus_url=prometheus_url,
+        )

@@ -1,0 +1,78 @@
+"""Data: the model bucket and the identities allowed to read or fill it.
+
+Its lifecycle is longer than the workloads' (weights outlive any deployment of the server) and
+shorter than the foundation's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from cdk_constructs.model_store import ModelStore
+from cdk_constructs.pod_identity import PodIdentityRole
+from compliance.acknowledgments import acknowledge
+from platform_config import PlatformConfig
+from stacks.foundation import FoundationStack
+
+INFERENCE_NAMESPACE = "inference"
+VLLM_SERVICE_ACCOUNT = "vllm"
+DOWNLOADER_SERVICE_ACCOUNT = "model-downloader"
+
+
+class DataStack(Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, config: PlatformConfig, foundation: FoundationStack, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        settings = config.inference.model_store
+        cluster = foundation.cluster.interface
+        self.model_store = ModelStore(self, "ModelStore", key=foundation.keys.data, prefix=settings.bucket_prefix)
+
+        self.vllm_identity = PodIdentityRole(
+            self,
+            "VllmIdentity",
+            cluster=cluster,
+            namespace=INFERENCE_NAMESPACE,
+            service_account=VLLM_SERVICE_ACCOUNT,
+            statements=self.model_store.read_statements(),
+        )
+        self._acknowledge_prefix_wildcard(self.vllm_identity)
+
+        self.downloader_identity: PodIdentityRole | None = None
+        if settings.download_job and settings.hf_token_secret_name:
+            # The secret is created and filled by an operator (`aws secretsmanager create-secret`); the
+            # platform only names it, so its value never passes through CloudFormation.
+            token = secretsmanager.Secret.from_secret_name_v2(self, "HfToken", settings.hf_token_secret_name)
+            self.downloader_identity = PodIdentityRole(
+                self,
+                "DownloaderIdentity",
+                cluster=cluster,
+                namespace=INFERENCE_NAMESPACE,
+                service_account=DOWNLOADER_SERVICE_ACCOUNT,
+                statements=[
+                    *self.model_store.write_statements(),
+                    iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[token.secret_arn]),
+                ],
+            )
+            self._acknowledge_prefix_wildcard(self.downloader_identity)
+            acknowledge(
+                self.downloader_identity.node.find_child("Policy"),
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                f"secret:{settings.hf_token_secret_name}-??????]",
+                "A secret named by the operator is addressed by name; Secrets Manager appends six random "
+                "characters to its ARN, which only this wildcard matches.",
+            )
+
+    def _acknowledge_prefix_wildcard(self, identity: PodIdentityRole) -> None:
+        bucket = self.get_logical_id(self.model_store.bucket.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            identity.node.find_child("Policy"),
+            f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{self.model_store.prefix}/*]",
+            "Object access is limited to the model prefix of the model bucket; object names are the "
+            "model's files, unknown until download.",
+        )

@@ -1,0 +1,53 @@
+"""The scaling signal path: an in-cluster Prometheus and NVIDIA's DCGM exporter (official charts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from cdk_constructs.helm import DcgmExporter, Prometheus
+from k8s.metrics import dcgm_scrape_job, vllm_scrape_job
+from k8s.storage import DEFAULT_STORAGE_CLASS
+from platform_config import PlatformConfig
+from stacks.foundation import FoundationStack
+
+OBSERVABILITY_NAMESPACE = "observability"
+INFERENCE_NAMESPACE = "inference"
+VLLM_APP = "vllm"
+
+
+class ObservabilityStack(Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, config: PlatformConfig, foundation: FoundationStack, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        metrics = config.inference.metrics
+        cluster = foundation.cluster.interface
+        self.scrape_jobs = [
+            vllm_scrape_job(
+                namespace=INFERENCE_NAMESPACE,
+                app_name=VLLM_APP,
+                scrape_interval_seconds=metrics.scrape_interval_seconds,
+            ),
+            dcgm_scrape_job(namespace=OBSERVABILITY_NAMESPACE, scrape_interval_seconds=metrics.scrape_interval_seconds),
+        ]
+        self.prometheus = Prometheus(
+            self,
+            "Prometheus",
+            cluster=cluster,
+            namespace=OBSERVABILITY_NAMESPACE,
+            scrape_jobs=self.scrape_jobs,
+            scrape_interval_seconds=metrics.scrape_interval_seconds,
+            retention_days=metrics.retention_days,
+            storage_gib=metrics.storage_gib,
+            storage_class=DEFAULT_STORAGE_CLASS,
+        )
+        self.dcgm = DcgmExporter(
+            self,
+            "DcgmExporter",
+            cluster=cluster,
+            namespace=OBSERVABILITY_NAMESPACE,
+            collect_interval_seconds=metrics.scrape_interval_seconds,
+        )
