@@ -117,6 +117,7 @@ class VllmServer(Construct):
             env=[
                 k8s.EnvVar(name="AWS_REGION", value=wiring.aws_region),
                 k8s.EnvVar(name="RUNAI_STREAMER_CONCURRENCY", value=str(settings.streamer_concurrency)),
+                k8s.EnvVar(name="RUNAI_STREAMER_MEMORY_LIMIT", value=str(settings.streamer_memory_limit_gib * 2**30)),
                 # Weights and tokenizer come from S3: never call the Hugging Face hub at run time.
                 k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
                 k8s.EnvVar(name="HOME", value="/tmp"),

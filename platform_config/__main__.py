@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from platform_config.loader import ConfigError, cdk_json_context, load_config
-from platform_config.reference import render_reference
+from platform_config.reference import render_reference, update_readme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         "-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="context override, as with cdk -c"
     )
     parser.add_argument("--reference", action="store_true", help="print the README's configuration reference")
+    parser.add_argument("--update-readme", metavar="PATH", help="rewrite the configuration reference in PATH")
     args = parser.parse_args(argv)
     if args.reference:
         print(render_reference())
+        return 0
+    if args.update_readme:
+        update_readme(Path(args.update_readme))
         return 0
     context = cdk_json_context()
     for item in args.context:

@@ -138,9 +138,24 @@ class VllmSettings(Settings):
     pre_stop_delay_seconds: int = Field(
         15, ge=5, le=120, description="Wait after SIGTERM is scheduled so the endpoint leaves the Service first."
     )
-    cpu: str = Field("4", pattern=r"^[1-9][0-9]*$", description="CPU request per replica (cores).")
-    memory_gib: int = Field(30, ge=8, description="Memory request and limit per replica (GiB).")
-    shm_size_gib: int = Field(8, ge=1, description="/dev/shm size (tensor-parallel workers share memory here).")
+    # Sized so one replica fits the smallest 24 GB GPU instance, g6.xlarge (4 vCPU, 16 GiB).
+    cpu: str = Field("3", pattern=r"^[1-9][0-9]*$", description="CPU request per replica (cores).")
+    memory_gib: int = Field(12, ge=8, description="Memory request and limit per replica (GiB).")
+    shm_size_gib: int = Field(
+        2, ge=1, description="/dev/shm size (tensor-parallel workers share memory here; counts against memory)."
+    )
+    streamer_memory_limit_gib: int = Field(
+        4, ge=1, description="CPU buffer of the Run:ai streamer (unlimited by default: it would hold all weights)."
+    )
+
+    @model_validator(mode="after")
+    def _memory_fits(self) -> VllmSettings:
+        if self.shm_size_gib + self.streamer_memory_limit_gib >= self.memory_gib:
+            raise ValueError(
+                f"shm_size_gib ({self.shm_size_gib}) + streamer_memory_limit_gib ({self.streamer_memory_limit_gib}) "
+                f"must leave room for the server within memory_gib ({self.memory_gib})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _image_for_accelerator(self) -> VllmSettings:

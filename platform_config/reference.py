@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -68,3 +69,10 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
 def render_reference() -> str:
     header = ["| key | type / allowed | default (dev) | meaning |", "|---|---|---|---|"]
     return "\n".join([START, *header, *_rows(PlatformConfig), END])
+
+
+def update_readme(path: Path) -> None:
+    """Replace the block between the reference markers in `path` with the current reference."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index(START.split(" (")[0]), text.index(END) + len(END)
+    path.write_text(text[:start] + render_reference() + text[end:], encoding="utf-8")

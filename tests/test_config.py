@@ -188,6 +188,92 @@ def test_standard_support_ends_are_respected_by_date() -> None:
 def test_readme_configuration_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     assert render_reference() in readme, (
-        "README's configuration reference is stale: replace the block between the config-reference "
-        "markers with the output of `python -m platform_config --reference`"
+        "README's configuration reference is stale: run `.venv/bin/python -m platform_config --update-readme README.md`"
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param(
+            {"inference.autoscaling.min_replicas": "5"},
+            "inference.autoscaling: min_replicas (5) must be less than or equal to max_replicas (4)",
+            id="min-above-max-replicas",
+        ),
+        pytest.param(
+            {"inference.node_pools.gpu.instance_families": '["g6", "m7i"]'},
+            "inference.node_pools.gpu.instance_families.1: Input should be 'g4dn', 'g5', 'g6', 'g6e', 'gr6', "
+            "'p4d', 'p4de', 'p5', 'p5e', 'p5en' or 'p6-b200' (got 'm7i')",
+            id="non-gpu-family-in-gpu-pool",
+        ),
+        pytest.param(
+            {"inference.node_pools.gpu.capacity_types": '["reserved"]'},
+            "inference.node_pools.gpu.capacity_types.0: Input should be 'spot' or 'on-demand' (got 'reserved')",
+            id="unknown-capacity-type",
+        ),
+        pytest.param(
+            {"inference.autoscaling.queue_depth_per_replica": "0"},
+            "inference.autoscaling.queue_depth_per_replica: Input should be greater than 0 (got '0')",
+            id="zero-threshold",
+        ),
+        pytest.param(
+            {"inference.autoscaling.ttft_p95_seconds": "-1"},
+            "inference.autoscaling.ttft_p95_seconds: Input should be greater than 0 (got '-1')",
+            id="negative-threshold",
+        ),
+        pytest.param(
+            {"inference.vllm.gpu_memory_utilization": "1.0"},
+            "inference.vllm.gpu_memory_utilization: Input should be less than 1 (got '1.0')",
+            id="gpu-memory-utilization-one",
+        ),
+        pytest.param(
+            {"inference.vllm.gpu_memory_utilization": "0"},
+            "inference.vllm.gpu_memory_utilization: Input should be greater than 0 (got '0')",
+            id="gpu-memory-utilization-zero",
+        ),
+        pytest.param(
+            {"inference.vllm.image": "vllm/vllm-openai:latest"},
+            "inference.vllm.image: String should match pattern",
+            id="image-not-pinned-by-digest",
+        ),
+        pytest.param(
+            {"inference.autoscaling.scale_down_stabilization_seconds": "120"},
+            "autoscaling.scale_down_stabilization_seconds (120) must outlast the cold-start budget (300 s)",
+            id="scale-down-shorter-than-cold-start",
+        ),
+        pytest.param(
+            {"inference.node_pools.gpu.disruption.consolidate_after_seconds": "60"},
+            "node_pools.gpu.disruption.consolidate_after_seconds (60) must outlast the cold-start budget (300 s)",
+            id="consolidation-shorter-than-cold-start",
+        ),
+        pytest.param(
+            {"inference.node_pools.gpu.disruption.expire_after_hours": "600"},
+            "inference.node_pools.gpu.disruption.expire_after_hours: Input should be less than or equal to 504",
+            id="expiry-beyond-auto-mode-maximum",
+        ),
+        pytest.param(
+            {"inference.autoscaling.max_replicas": "9"},
+            "autoscaling.max_replicas x vllm.gpus_per_replica (9) exceeds node_pools.gpu.gpu_limit (8)",
+            id="more-gpus-than-the-pool-allows",
+        ),
+        pytest.param(
+            {"inference.vllm.accelerator": "neuron"},
+            "accelerator 'neuron' needs neuron_image",
+            id="neuron-without-image",
+        ),
+        pytest.param(
+            {"inference.model_store.download_job": "true"},
+            "download_job needs hf_token_secret_name",
+            id="download-without-token-secret",
+        ),
+        pytest.param(
+            {"inference.metrics.scrape_interval_seconds": "30"},
+            "inference.metrics.scrape_interval_seconds: Input should be less than or equal to 10",
+            id="scrape-too-slow-for-the-reaction-target",
+        ),
+    ],
+)
+def test_invalid_inference_values(overrides: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **overrides)
+    assert expected in str(raised.value)

@@ -124,6 +124,7 @@ def test_vllm_image_pinned_by_digest_and_args_from_config(dev: Synthesized) -> N
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["RUNAI_STREAMER_CONCURRENCY"] == "32"
+    assert env["RUNAI_STREAMER_MEMORY_LIMIT"] == str(4 * 2**30)
 
 
 def test_vllm_is_pod_security_restricted(dev: Synthesized) -> None:
@@ -363,3 +364,17 @@ def test_no_secret_value_in_templates_or_manifests(with_download: Synthesized, d
             assert "{{resolve:secretsmanager" not in text
             assert "GenerateSecretString" not in text
             assert "hf_" not in text.lower().replace("hf_home", "").replace("hf_hub_offline", "")
+
+
+def test_neuron_variant_behind_the_config_switch(synth_in: Any) -> None:
+    image = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1@sha256:" + "a" * 64  # a test value
+    synth = synth_in("dev", **{"inference.vllm.accelerator": "neuron", "inference.vllm.neuron_image": image})
+    pod = synth.one("Deployment", "vllm")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == image
+    assert container["resources"]["limits"] == {"memory": "12Gi", "aws.amazon.com/neuron": "1"}
+    assert GPU not in container["resources"]["requests"]
+    assert "--gpu-memory-utilization" not in container["args"]
+    assert {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"][0]["values"] == ["neuron"]
