@@ -150,7 +150,7 @@ class Prometheus(Construct):
         # The chart's default jobs (API servers, nodes, cadvisor, annotated pods...) are turned off:
         # this server scrapes the scaling signals and itself, nothing else.
         default_jobs = (
-            "kubernetes-apiservers",
+            "kubernetes-api-servers",
             "kubernetes-nodes",
             "kubernetes-nodes-cadvisor",
             "kubernetes-service-endpoints",

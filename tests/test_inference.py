@@ -378,3 +378,20 @@ def test_neuron_variant_behind_the_config_switch(synth_in: Any) -> None:
     assert {"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
     assert term["matchExpressions"][0]["values"] == ["neuron"]
+
+
+def test_prometheus_chart_default_jobs_are_all_turned_off(dev: Synthesized) -> None:
+    """Names from the chart's values.yaml (prometheus-community/helm-charts, charts/prometheus 29.27.0)."""
+    values = _helm_values(dev, "observability", "prometheus")["scrapeConfigs"]
+    chart_defaults = {
+        "kubernetes-api-servers",
+        "kubernetes-nodes",
+        "kubernetes-nodes-cadvisor",
+        "kubernetes-service-endpoints",
+        "kubernetes-service-endpoints-slow",
+        "prometheus-pushgateway",
+        "kubernetes-services",
+        "kubernetes-pods",
+        "kubernetes-pods-slow",
+    }
+    assert {name for name, job in values.items() if job == {"enabled": False}} == chart_defaults
