@@ -8,7 +8,8 @@ import cdk8s
 from constructs import Construct
 
 from k8s.autoscaling import MetricSelector, vllm_scaled_object
-from k8s.vllm import VllmServer, VllmWiring, default_deny
+from k8s.network_policies import default_deny
+from k8s.vllm import VllmServer, VllmWiring
 from platform_config.inference import VllmAutoscalingSettings, VllmSettings
 
 VLLM_NAME = "vllm"

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from cdk8s_plus_30 import k8s
 from constructs import Construct
 
+from k8s.network_policies import dns_egress, https_egress, pod_identity_egress
 from k8s.node_pools import POOL_LABEL
-from k8s.vllm import NON_ROOT_UID, POD_IDENTITY_AGENT
+from k8s.pod_security import restricted_container, restricted_pod
 
 _TOKEN_FILE = "/secrets/hf-token"
 _WORK = "/models"
@@ -46,13 +47,7 @@ class ModelDownloadJob(Construct):
         selector = {"app.kubernetes.io/name": "model-download"}
         meta_labels = {**labels, **selector}
         local_dir = f"{_WORK}/model"
-        restricted = k8s.SecurityContext(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            capabilities=k8s.Capabilities(drop=["ALL"]),
-            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-        )
+        restricted = restricted_container()
         env = [
             k8s.EnvVar(name="AWS_REGION", value=wiring.aws_region),
             k8s.EnvVar(name="HOME", value="/tmp"),
@@ -96,13 +91,7 @@ class ModelDownloadJob(Construct):
                         restart_policy="Never",
                         service_account_name=wiring.service_account,
                         automount_service_account_token=False,
-                        security_context=k8s.PodSecurityContext(
-                            run_as_non_root=True,
-                            run_as_user=NON_ROOT_UID,
-                            run_as_group=NON_ROOT_UID,
-                            fs_group=NON_ROOT_UID,
-                            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(),
                         node_selector={POOL_LABEL: "cpu"},
                         init_containers=[
                             _step(
@@ -148,19 +137,7 @@ class ModelDownloadJob(Construct):
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=selector),
                 policy_types=["Ingress", "Egress"],
-                egress=[
-                    k8s.NetworkPolicyEgressRule(
-                        ports=[
-                            k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(53), protocol="UDP"),
-                            k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(53), protocol="TCP"),
-                            k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(443), protocol="TCP"),
-                        ]
-                    ),
-                    k8s.NetworkPolicyEgressRule(
-                        to=[k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=POD_IDENTITY_AGENT))],
-                        ports=[k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(80), protocol="TCP")],
-                    ),
-                ],
+                egress=[dns_egress(), https_egress(), pod_identity_egress()],
             ),
         )
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from cdk8s_plus_30 import k8s
 from constructs import Construct
 
+from k8s.network_policies import dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.node_pools import GPU_RESOURCE, NEURON_RESOURCE, POOL_LABEL
+from k8s.pod_security import restricted_container, restricted_pod
 from platform_config.cold_start import COLD_START
 from platform_config.inference import VllmSettings
 
@@ -26,16 +28,12 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 # The startup probe allows twice the in-container cold-start budget: a slow S3 read or a first
 # torch.compile must not get a loading replica killed and restarted from scratch.
 STARTUP_BUDGET_FACTOR = 2
-# A UID above the range host users take (checkov CKV_K8S_40); the images need no particular user.
-NON_ROOT_UID = 10001
 # Findings of checkov's Kubernetes checks skipped on purpose, each with its reason (no "=" inside:
 # checkov 3.3 fails to parse one).
 CHECKOV_SKIPS = {
     "CKV_K8S_11": "No CPU limit on purpose: CFS throttling of the API server and scheduler threads adds "
     "latency to every token; the CPU request reserves what the server needs",
 }
-# Pod Identity agent's link-local address on every node (EKS User Guide, pod-id-how-it-works).
-POD_IDENTITY_AGENT = "169.254.170.23/32"
 
 
 @dataclass(frozen=True)
@@ -148,13 +146,7 @@ class VllmServer(Construct):
                 # LiteLLM does not retry a stream cut mid-flight (FACTS.md).
                 pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=settings.pre_stop_delay_seconds))
             ),
-            security_context=k8s.SecurityContext(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                capabilities=k8s.Capabilities(drop=["ALL"]),
-                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=restricted_container(),
             volume_mounts=[
                 k8s.VolumeMount(name="shm", mount_path="/dev/shm"),
                 k8s.VolumeMount(name="cache", mount_path="/cache"),
@@ -183,13 +175,7 @@ class VllmServer(Construct):
                         service_account_name=wiring.service_account,
                         automount_service_account_token=False,
                         termination_grace_period_seconds=termination_grace_seconds(settings),
-                        security_context=k8s.PodSecurityContext(
-                            run_as_non_root=True,
-                            run_as_user=NON_ROOT_UID,
-                            run_as_group=NON_ROOT_UID,
-                            fs_group=NON_ROOT_UID,
-                            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(),
                         containers=[container],
                         volumes=[
                             k8s.Volume(
@@ -270,34 +256,14 @@ class VllmServer(Construct):
                 policy_types=["Ingress", "Egress"],
                 ingress=[
                     k8s.NetworkPolicyIngressRule(
-                        from_=[_namespace_peer(wiring.gateway_namespace), _namespace_peer(wiring.metrics_namespace)],
-                        ports=[k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(PORT), protocol="TCP")],
+                        from_=[namespace_peer(wiring.gateway_namespace), namespace_peer(wiring.metrics_namespace)],
+                        ports=[port(PORT)],
                     )
                 ],
-                egress=[
-                    _dns_egress(),
-                    # S3 through the gateway endpoint: S3's addresses are public prefixes, not a CIDR
-                    # a NetworkPolicy can name, so HTTPS is allowed out; nothing else is.
-                    k8s.NetworkPolicyEgressRule(
-                        ports=[k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(443), protocol="TCP")]
-                    ),
-                    k8s.NetworkPolicyEgressRule(
-                        to=[k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=POD_IDENTITY_AGENT))],
-                        ports=[k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(80), protocol="TCP")],
-                    ),
-                ],
+                # DNS, S3 (weights, through the gateway endpoint) and the Pod Identity agent; nothing else.
+                egress=[dns_egress(), https_egress(), pod_identity_egress()],
             ),
         )
-
-
-def default_deny(scope: Construct, id: str, *, namespace: str) -> k8s.KubeNetworkPolicy:
-    """Deny all traffic to and from every pod of the namespace unless another policy allows it."""
-    return k8s.KubeNetworkPolicy(
-        scope,
-        id,
-        metadata=k8s.ObjectMeta(name="default-deny", namespace=namespace),
-        spec=k8s.NetworkPolicySpec(pod_selector=k8s.LabelSelector(), policy_types=["Ingress", "Egress"]),
-    )
 
 
 def _http_probe(*, period: int, failures: int) -> k8s.Probe:
@@ -306,21 +272,4 @@ def _http_probe(*, period: int, failures: int) -> k8s.Probe:
         period_seconds=period,
         failure_threshold=failures,
         timeout_seconds=3,
-    )
-
-
-def _namespace_peer(namespace: str) -> k8s.NetworkPolicyPeer:
-    return k8s.NetworkPolicyPeer(
-        namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
-    )
-
-
-def _dns_egress() -> k8s.NetworkPolicyEgressRule:
-    """DNS on port 53 to any address: on Auto Mode, CoreDNS runs as a node process rather than as
-    kube-system pods, so a namespace selector would not match it."""
-    return k8s.NetworkPolicyEgressRule(
-        ports=[
-            k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(53), protocol="UDP"),
-            k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(53), protocol="TCP"),
-        ],
     )
