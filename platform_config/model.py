@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from platform_config.base import Settings
+from platform_config.gateway import GatewaySettings
 from platform_config.inference import InferenceSettings
 
 # EKS versions this platform accepts, with the end of standard support for each (awsdocs
@@ -215,6 +216,7 @@ class PlatformConfig(Settings):
     cluster: ClusterSettings = ClusterSettings()
     addons: AddonSettings = AddonSettings()
     inference: InferenceSettings = InferenceSettings()
+    gateway: GatewaySettings = GatewaySettings()
     namespaces: tuple[NamespaceSettings, ...] = Field(
         default_factory=_default_namespaces,
         description="Namespaces the platform creates, each {name, pod_security}; pod_security is "

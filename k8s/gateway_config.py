@@ -1,0 +1,99 @@
+"""The LiteLLM proxy configuration, generated from typed settings.
+
+One function, `litellm_config`, builds it for the cluster's ConfigMap and for the tests that run the
+real proxy (with local addresses). Secrets never appear in it: the proxy reads them from its
+environment (`os.environ/NAME`), which the secrets mechanism fills at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from platform_config.gateway import GatewaySettings
+
+# Environment variables the proxy reads its secrets and endpoints from.
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+DATABASE_URL_ENV = "DATABASE_URL"
+REDIS_HOST_ENV = "REDIS_HOST"
+REDIS_PORT_ENV = "REDIS_PORT"
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One OpenAI-compatible vLLM endpoint (in the cluster: the `vllm` Service's stable DNS name)."""
+
+    api_base: str  # e.g. http://vllm.inference.svc.cluster.local:8000/v1
+
+
+@dataclass(frozen=True)
+class StateStores:
+    """Which shared state the proxy uses: Redis for router state across replicas, Postgres for keys."""
+
+    redis: bool
+    database: bool
+
+
+def litellm_config(
+    settings: GatewaySettings,
+    *,
+    served_model_name: str,
+    backends: Sequence[Backend],
+    stores: StateStores,
+) -> dict[str, Any]:
+    """The proxy's config.yaml as a dict."""
+    if not backends:
+        raise ValueError("litellm_config needs at least one backend")
+    router = settings.router
+    model_list: list[dict[str, Any]] = [
+        {
+            "model_name": served_model_name,
+            "litellm_params": {
+                # hosted_vllm/: vLLM's OpenAI-compatible server; the model id is the served name.
+                "model": f"hosted_vllm/{served_model_name}",
+                "api_base": backend.api_base,
+                "timeout": router.timeout_seconds,
+            },
+            "model_info": {"id": f"{served_model_name}-{index}"},
+        }
+        for index, backend in enumerate(backends)
+    ]
+    model_list += [
+        {"model_name": extra.model_name, "litellm_params": {"model": extra.litellm_model}}
+        for extra in settings.extra_models
+    ]
+    router_settings: dict[str, Any] = {
+        "routing_strategy": router.routing_strategy,
+        "num_retries": router.num_retries,
+        "timeout": router.timeout_seconds,
+        "allowed_fails": router.allowed_fails,
+        "cooldown_time": router.cooldown_seconds,
+    }
+    fallbacks = [extra.model_name for extra in settings.extra_models if extra.fallback_for_primary]
+    if fallbacks:
+        router_settings["fallbacks"] = [{served_model_name: fallbacks}]
+    if stores.redis:
+        # Cooldowns and rpm/tpm counters shared by every replica (FACTS.md).
+        router_settings.update(
+            redis_host=f"os.environ/{REDIS_HOST_ENV}",
+            redis_port=f"os.environ/{REDIS_PORT_ENV}",
+            redis_password=f"os.environ/{REDIS_PASSWORD_ENV}",
+        )
+    callbacks = ["prometheus"] + (["langfuse"] if settings.tracing else [])
+    general: dict[str, Any] = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
+    if stores.database:
+        general["database_url"] = f"os.environ/{DATABASE_URL_ENV}"
+    return {
+        "model_list": model_list,
+        "router_settings": router_settings,
+        "litellm_settings": {
+            "callbacks": callbacks,
+            "request_timeout": router.timeout_seconds,
+            # No egress to the Hugging Face hub: a failed tokenizer download blocks the event loop on
+            # every request and stalls liveness probes (FACTS.md, offline stall).
+            "disable_hf_tokenizer_download": True,
+        },
+        "general_settings": general,
+    }

@@ -1,0 +1,116 @@
+"""Settings of the gateway tier: the LiteLLM proxy in front of vLLM.
+
+Supply-chain rules come from FACTS.md (LiteLLM section) and are enforced here, before anything is
+synthesized: a proxy version with a known advisory never reaches a manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from platform_config.base import Settings
+
+# First release with the fixes for CVE-2026-42208 (SQL injection, CVSS 9.3) and CVE-2026-42271 (RCE).
+MINIMUM_SAFE_VERSION = (1, 83, 7)
+# PyPI litellm 1.82.7 and 1.82.8 were trojaned on 24 Mar 2026 (BerriAI/litellm#24518).
+TROJANED_VERSIONS = {(1, 82, 7), (1, 82, 8)}
+# 1.107.x was reported compromised on 2026-10-21 and is absent from PyPI.
+COMPROMISED_MINOR = (1, 107)
+
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+def version_advisory(version: tuple[int, int, int]) -> str | None:
+    """Why a LiteLLM version must not run, or None when no known advisory applies."""
+    text = ".".join(map(str, version))
+    if version in TROJANED_VERSIONS:
+        return f"LiteLLM {text} was trojaned on PyPI on 24 Mar 2026 (BerriAI/litellm#24518)"
+    if version[:2] == COMPROMISED_MINOR:
+        return f"LiteLLM {text}: the 1.107.x releases were reported compromised on 2026-10-21 and pulled from PyPI"
+    if version < MINIMUM_SAFE_VERSION:
+        return (
+            f"LiteLLM {text} is older than 1.83.7, which fixes CVE-2026-42208 (SQL injection, CVSS 9.3) "
+            "and CVE-2026-42271 (remote code execution)"
+        )
+    return None
+
+
+def _safe_version(value: str) -> str:
+    match = _VERSION.match(value)
+    if not match:
+        raise ValueError("must be a release version MAJOR.MINOR.PATCH, e.g. 1.106.2")
+    version = (int(match[1]), int(match[2]), int(match[3]))
+    advisory = version_advisory(version)
+    if advisory:
+        raise ValueError(f"{advisory}; use 1.83.7 or later, not 1.107.x (1.106.2 is the tested release)")
+    return value
+
+
+LiteLlmVersion = Annotated[str, AfterValidator(_safe_version)]
+DigestPinnedImage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.\-/:_]+(:[\w.\-]+)?@sha256:[0-9a-f]{64}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]{0,127}$")]
+RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2"]
+
+
+class ExtraModel(Settings):
+    """Another deployment behind the gateway, e.g. a Bedrock model as fallback (credentials by Pod Identity)."""
+
+    model_name: ModelName = Field(description="Name clients request.")
+    litellm_model: ModelName = Field(description="LiteLLM provider/model, e.g. bedrock/anthropic.claude-...")
+    fallback_for_primary: bool = Field(False, description="Use it when the vLLM deployment fails.")
+
+
+class RouterSettings(Settings):
+    # simple-shuffle: least-busy counts in-flight requests per proxy process, so with several replicas
+    # it sees a fraction of the load (BerriAI/litellm#39322, #37622; FACTS.md).
+    routing_strategy: RoutingStrategy = Field("simple-shuffle", description="How a request picks a deployment.")
+    # Measured with LiteLLM 1.106.2: num_retries 2, allowed_fails 1, cooldown_time 30 lost no request
+    # when one of two backends was killed (FACTS.md).
+    num_retries: int = Field(2, ge=0, le=10, description="Retries on another deployment after a failure.")
+    allowed_fails: int = Field(1, ge=0, le=100, description="Failures per minute before a deployment cools down.")
+    cooldown_seconds: int = Field(30, ge=1, le=3600, description="How long a failing deployment gets no traffic.")
+    timeout_seconds: int = Field(
+        600, ge=10, le=3600, description="Request timeout; at least the longest request vLLM is sized for."
+    )
+
+
+class GatewayAutoscalingSettings(Settings):
+    min_replicas: int = Field(2, ge=2, description="Replicas that stay up (two for availability).")
+    max_replicas: int = Field(6, ge=2)
+    # One proxy worker is CPU-bound at 20-40 streamed req/s per core (FACTS.md); scale at the low end.
+    requests_per_second_per_replica: float = Field(20, gt=0, description="Request rate per replica.")
+    cpu_utilization_percent: int = Field(70, gt=0, le=100, description="CPU utilisation target.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GatewayAutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be less than or equal to max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class GatewaySettings(Settings):
+    litellm_version: LiteLlmVersion = Field("1.106.2", description="LiteLLM proxy release the image carries.")
+    image: DigestPinnedImage | None = Field(
+        None, description="LiteLLM proxy image of that release, pinned by digest (required to deploy the gateway)."
+    )
+    router: RouterSettings = RouterSettings()
+    autoscaling: GatewayAutoscalingSettings = GatewayAutoscalingSettings()
+    extra_models: tuple[ExtraModel, ...] = Field((), description="Further deployments, e.g. Bedrock fallbacks.")
+    tracing: bool = Field(False, description="Send traces to LangFuse (keys from Secrets Manager).")
+    langfuse_host: str | None = Field(None, pattern=r"^https?://[^\s]+$", description="LangFuse URL when tracing.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewaySettings:
+        if self.tracing and not self.langfuse_host:
+            raise ValueError("tracing needs langfuse_host")
+        names = [m.model_name for m in self.extra_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"extra_models lists a model_name twice: {names}")
+        if self.image and f"{self.litellm_version}@" not in self.image and f"{self.litellm_version}-" not in self.image:
+            raise ValueError(f"image {self.image!r} is not tagged with litellm_version {self.litellm_version}")
+        return self
