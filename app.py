@@ -24,6 +24,7 @@ from compliance.report import write_report
 from platform_config import ConfigError, PlatformConfig, load_config
 from stacks.data import DataStack
 from stacks.foundation import FoundationStack
+from stacks.gateway import GatewayStack
 from stacks.inference import InferenceStack
 from stacks.observability import ObservabilityStack
 
@@ -38,10 +39,12 @@ class Platform:
     data: DataStack
     observability: ObservabilityStack
     inference: InferenceStack
+    gateway: GatewayStack | None
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.foundation, self.data, self.observability, self.inference]
+        optional = [self.gateway] if self.gateway else []
+        return [self.foundation, self.data, self.observability, self.inference, *optional]
 
 
 def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) -> Platform:
@@ -91,7 +94,21 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     )
     # Deployment order: the scaling signal path exists before the ScaledObject that reads it.
     inference.add_stack_dependency(observability)
-    platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference)
+    gateway = None
+    if config.gateway.image:  # the gateway is deployed once its image is pinned (see README, gateway)
+        gateway = GatewayStack(
+            app,
+            f"{config.prefix}-gateway",
+            config=config,
+            foundation=foundation,
+            observability=observability,
+            k8s_app=k8s_app,
+            charts=charts,
+            description=f"{config.name} GenAI platform ({config.env_name}): LiteLLM gateway",
+            **common,
+        )
+        gateway.add_stack_dependency(inference)
+    platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference, gateway)
     for stack in platform.stacks:
         for warning in config.warnings():
             cdk.Annotations.of(stack).add_warning_v2("platform:config", warning)

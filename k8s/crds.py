@@ -167,6 +167,22 @@ class PrometheusTrigger:
 
 
 @dataclass(frozen=True)
+class CpuTrigger:
+    """KEDA's `cpu` trigger: average utilisation of the pods' CPU requests (needs requests set)."""
+
+    utilization_percent: int
+    name: str = "cpu"
+
+    def render(self) -> dict[str, Any]:
+        return {
+            "type": "cpu",
+            "name": self.name,
+            "metricType": "Utilization",
+            "metadata": {"value": str(self.utilization_percent)},
+        }
+
+
+@dataclass(frozen=True)
 class ScalingPolicy:
     type: str  # Pods | Percent
     value: int
@@ -201,7 +217,7 @@ class ScaledObjectSpec:
     fallback_failure_threshold: int
     scale_up: ScalingRules
     scale_down: ScalingRules
-    triggers: Sequence[PrometheusTrigger]
+    triggers: Sequence[PrometheusTrigger | CpuTrigger]
 
 
 def scaled_object(scope: Construct, id: str, *, name: str, namespace: str, spec: ScaledObjectSpec) -> cdk8s.ApiObject:
@@ -238,3 +254,30 @@ def scaled_object(scope: Construct, id: str, *, name: str, namespace: str, spec:
 def _number(value: float) -> str:
     """KEDA reads trigger metadata as strings: 5.0 -> "5", 0.8 -> "0.8"."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# --- eks.amazonaws.com/v1 IngressClassParams --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngressClassParamsSpec:
+    scheme: str  # internal | internet-facing
+    certificate_arns: Sequence[str] = ()
+    inbound_cidrs: Sequence[str] = ()
+    ssl_policy: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def ingress_class_params(scope: Construct, id: str, *, name: str, spec: IngressClassParamsSpec) -> cdk8s.ApiObject:
+    body: dict[str, Any] = {"scheme": spec.scheme, "ipAddressType": "ipv4"}
+    if spec.certificate_arns:
+        body["certificateARNs"] = list(spec.certificate_arns)
+    if spec.inbound_cidrs:
+        body["inboundCIDRs"] = list(spec.inbound_cidrs)
+    if spec.ssl_policy:
+        body["sslPolicy"] = spec.ssl_policy
+    if spec.tags:
+        body["tags"] = [{"key": k, "value": v} for k, v in spec.tags.items()]
+    return custom_resource(
+        scope, id, api_version="eks.amazonaws.com/v1", kind="IngressClassParams", name=name, namespace=None, spec=body
+    )

@@ -101,11 +101,22 @@ class GatewaySettings(Settings):
     router: RouterSettings = RouterSettings()
     autoscaling: GatewayAutoscalingSettings = GatewayAutoscalingSettings()
     extra_models: tuple[ExtraModel, ...] = Field((), description="Further deployments, e.g. Bedrock fallbacks.")
+    ingress_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="ALB scheme; internal keeps the gateway inside the VPC."
+    )
+    certificate_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+        description="ACM certificate for HTTPS on the ALB (HTTP only without one).",
+    )
+    inbound_cidrs: tuple[str, ...] = Field((), description="Networks allowed to reach the ALB (default: any).")
     tracing: bool = Field(False, description="Send traces to LangFuse (keys from Secrets Manager).")
     langfuse_host: str | None = Field(None, pattern=r"^https?://[^\s]+$", description="LangFuse URL when tracing.")
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
+        if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
+            raise ValueError("an internet-facing gateway needs certificate_arn (no plain HTTP on the internet)")
         if self.tracing and not self.langfuse_host:
             raise ValueError("tracing needs langfuse_host")
         names = [m.model_name for m in self.extra_models]

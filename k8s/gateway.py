@@ -1,0 +1,319 @@
+"""The LiteLLM gateway: ConfigMap, Deployment, Service, ServiceAccount, PDB, NetworkPolicy, the ALB
+Ingress (EKS Auto Mode's built-in load balancing) and its ScaledObject."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cdk8s
+import yaml
+from cdk8s_plus_30 import k8s
+from constructs import Construct
+
+from k8s.crds import (
+    CpuTrigger,
+    IngressClassParamsSpec,
+    PrometheusTrigger,
+    ScaledObjectSpec,
+    ScalingPolicy,
+    ScalingRules,
+    ingress_class_params,
+    scaled_object,
+)
+from k8s.gateway_config import (
+    DATABASE_URL_ENV,
+    MASTER_KEY_ENV,
+    REDIS_HOST_ENV,
+    REDIS_PASSWORD_ENV,
+    REDIS_PORT_ENV,
+    Backend,
+    StateStores,
+    litellm_config,
+)
+from k8s.network_policies import default_deny, dns_egress, https_egress, namespace_peer, pod_identity_egress, port
+from k8s.pod_security import restricted_container, restricted_pod
+from platform_config.gateway import GatewaySettings
+
+PORT = 4000
+NAME = "litellm"
+INGRESS_CLASS = "alb-gateway"
+# Auto Mode's built-in ALB controller (EKS User Guide, auto-configure-alb).
+ALB_CONTROLLER = "eks.amazonaws.com/alb"
+# The Kubernetes Secret the secrets mechanism fills from Secrets Manager (never written by CDK).
+SECRET_NAME = "litellm"
+REQUESTS_METRIC = "litellm_proxy_total_requests_metric_total"
+CHECKOV_SKIPS = {
+    "CKV_K8S_35": "LiteLLM reads its master key and database and Redis credentials only from environment "
+    "variables named in its config (os.environ references); the values come from a Secret at run time",
+}
+
+
+@dataclass(frozen=True)
+class GatewayWiring:
+    namespace: str
+    service_account: str
+    served_model_name: str
+    vllm_url: str  # http://vllm.inference.svc.cluster.local:8000/v1
+    vllm_namespace: str
+    metrics_namespace: str
+    prometheus_url: str
+    vpc_cidr: str
+
+
+class GatewayChart(cdk8s.Chart):
+    def __init__(
+        self, scope: Construct, id: str, *, settings: GatewaySettings, wiring: GatewayWiring, labels: Mapping[str, str]
+    ) -> None:
+        super().__init__(scope, id, labels=dict(labels))
+        if settings.image is None:
+            raise ValueError("gateway.image is required to build the gateway chart")
+        selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "gateway"}
+        all_labels = {**labels, **selector}
+        ns = wiring.namespace
+
+        def meta(name: str = NAME, **extra: object) -> k8s.ObjectMeta:
+            return k8s.ObjectMeta(name=name, namespace=ns, labels=all_labels, **extra)  # type: ignore[arg-type]
+
+        config_text = yaml.safe_dump(
+            litellm_config(
+                settings,
+                served_model_name=wiring.served_model_name,
+                backends=[Backend(wiring.vllm_url)],
+                stores=StateStores(redis=True, database=True),
+            ),
+            sort_keys=False,
+        )
+        k8s.KubeConfigMap(self, "config", metadata=meta(), data={"config.yaml": config_text})
+        k8s.KubeServiceAccount(
+            self, "service-account", metadata=meta(wiring.service_account), automount_service_account_token=False
+        )
+        default_deny(self, "default-deny", namespace=ns)
+
+        def secret_env(name: str, key: str) -> k8s.EnvVar:
+            return k8s.EnvVar(
+                name=name, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=SECRET_NAME, key=key))
+            )
+
+        timeout = settings.router.timeout_seconds
+        container = k8s.Container(
+            name="litellm",
+            image=settings.image,
+            image_pull_policy="IfNotPresent",
+            args=["--config", "/etc/litellm/config.yaml", "--port", str(PORT), "--num_workers", "1"],
+            ports=[k8s.ContainerPort(name="http", container_port=PORT, protocol="TCP")],
+            env=[
+                # Offline start: the bundled cost map, and no Hugging Face hub calls (FACTS.md).
+                k8s.EnvVar(name="LITELLM_LOCAL_MODEL_COST_MAP", value="True"),
+                k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
+                k8s.EnvVar(name="HOME", value="/tmp"),
+                secret_env(MASTER_KEY_ENV, "master-key"),
+                secret_env(DATABASE_URL_ENV, "database-url"),
+                secret_env(REDIS_HOST_ENV, "redis-host"),
+                secret_env(REDIS_PORT_ENV, "redis-port"),
+                secret_env(REDIS_PASSWORD_ENV, "redis-password"),
+            ],
+            resources=k8s.ResourceRequirements(
+                requests={"cpu": k8s.Quantity.from_string("1"), "memory": k8s.Quantity.from_string("1Gi")},
+                limits={"cpu": k8s.Quantity.from_string("2"), "memory": k8s.Quantity.from_string("2Gi")},
+            ),
+            # Never /health: it calls every model (FACTS.md).
+            startup_probe=_probe("/health/readiness", period=5, failures=24),
+            readiness_probe=_probe("/health/readiness", period=5, failures=3),
+            liveness_probe=_probe("/health/liveliness", period=10, failures=3),
+            lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=10))),
+            security_context=restricted_container(),
+            volume_mounts=[
+                k8s.VolumeMount(name="config", mount_path="/etc/litellm", read_only=True),
+                k8s.VolumeMount(name="tmp", mount_path="/tmp"),
+            ],
+        )
+        k8s.KubeDeployment(
+            self,
+            "deployment",
+            metadata=meta(
+                annotations={f"checkov.io/skip{i}": f"{c}={why}" for i, (c, why) in enumerate(CHECKOV_SKIPS.items(), 1)}
+            ),
+            spec=k8s.DeploymentSpec(
+                selector=k8s.LabelSelector(match_labels=selector),
+                template=k8s.PodTemplateSpec(
+                    # A config change rolls the pods: the proxy reads its config only at start.
+                    metadata=k8s.ObjectMeta(
+                        labels=all_labels,
+                        annotations={"platform.genai/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
+                    ),
+                    spec=k8s.PodSpec(
+                        service_account_name=wiring.service_account,
+                        automount_service_account_token=False,
+                        termination_grace_period_seconds=10 + timeout + 30,
+                        security_context=restricted_pod(),
+                        containers=[container],
+                        volumes=[
+                            k8s.Volume(name="config", config_map=k8s.ConfigMapVolumeSource(name=NAME)),
+                            k8s.Volume(
+                                name="tmp",
+                                empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi")),
+                            ),
+                        ],
+                        node_selector={"platform.genai/pool": "cpu"},
+                        topology_spread_constraints=[
+                            k8s.TopologySpreadConstraint(
+                                max_skew=1,
+                                topology_key="topology.kubernetes.io/zone",
+                                when_unsatisfiable="ScheduleAnyway",
+                                label_selector=k8s.LabelSelector(match_labels=selector),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+        )
+        k8s.KubeService(
+            self,
+            "service",
+            metadata=meta(),
+            spec=k8s.ServiceSpec(
+                type="ClusterIP",
+                selector=selector,
+                ports=[k8s.ServicePort(name="http", port=80, target_port=k8s.IntOrString.from_string("http"))],
+            ),
+        )
+        k8s.KubePodDisruptionBudget(
+            self,
+            "pdb",
+            metadata=meta(),
+            spec=k8s.PodDisruptionBudgetSpec(
+                min_available=k8s.IntOrString.from_number(1), selector=k8s.LabelSelector(match_labels=selector)
+            ),
+        )
+        ingress_class_params(
+            self,
+            "ingress-class-params",
+            name=INGRESS_CLASS,
+            spec=IngressClassParamsSpec(
+                scheme=settings.ingress_scheme,
+                certificate_arns=[settings.certificate_arn] if settings.certificate_arn else [],
+                inbound_cidrs=settings.inbound_cidrs,
+            ),
+        )
+        k8s.KubeIngressClass(
+            self,
+            "ingress-class",
+            metadata=k8s.ObjectMeta(name=INGRESS_CLASS, labels=all_labels),
+            spec=k8s.IngressClassSpec(
+                controller=ALB_CONTROLLER,
+                parameters=k8s.IngressClassParametersReference(
+                    api_group="eks.amazonaws.com", kind="IngressClassParams", name=INGRESS_CLASS
+                ),
+            ),
+        )
+        k8s.KubeIngress(
+            self,
+            "ingress",
+            metadata=meta(
+                annotations={
+                    # Route to pod IPs (no NodePort hop) and health-check the readiness endpoint.
+                    "alb.ingress.kubernetes.io/target-type": "ip",
+                    "alb.ingress.kubernetes.io/healthcheck-path": "/health/readiness",
+                    **(
+                        {"alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS":443}]'}
+                        if settings.certificate_arn
+                        else {}
+                    ),
+                }
+            ),
+            spec=k8s.IngressSpec(
+                ingress_class_name=INGRESS_CLASS,
+                rules=[
+                    k8s.IngressRule(
+                        http=k8s.HttpIngressRuleValue(
+                            paths=[
+                                k8s.HttpIngressPath(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.IngressBackend(
+                                        service=k8s.IngressServiceBackend(
+                                            name=NAME, port=k8s.ServiceBackendPort(name="http")
+                                        )
+                                    ),
+                                )
+                            ]
+                        )
+                    )
+                ],
+            ),
+        )
+        k8s.KubeNetworkPolicy(
+            self,
+            "network-policy",
+            metadata=meta(),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=selector),
+                policy_types=["Ingress", "Egress"],
+                ingress=[
+                    # The ALB sends from its addresses in the VPC (IP targets).
+                    k8s.NetworkPolicyIngressRule(
+                        from_=[k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=wiring.vpc_cidr))], ports=[port(PORT)]
+                    ),
+                    k8s.NetworkPolicyIngressRule(from_=[namespace_peer(wiring.metrics_namespace)], ports=[port(PORT)]),
+                ],
+                egress=[
+                    dns_egress(),
+                    k8s.NetworkPolicyEgressRule(
+                        to=[
+                            k8s.NetworkPolicyPeer(
+                                namespace_selector=k8s.LabelSelector(
+                                    match_labels={"kubernetes.io/metadata.name": wiring.vllm_namespace}
+                                ),
+                                pod_selector=k8s.LabelSelector(match_labels={"app.kubernetes.io/name": "vllm"}),
+                            )
+                        ],
+                        ports=[port(8000)],
+                    ),
+                    # Aurora PostgreSQL and ElastiCache in the VPC's private subnets.
+                    k8s.NetworkPolicyEgressRule(
+                        to=[k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=wiring.vpc_cidr))],
+                        ports=[port(5432), port(6379)],
+                    ),
+                    https_egress(),
+                    pod_identity_egress(),
+                ],
+            ),
+        )
+        autoscaling = settings.autoscaling
+        scaled_object(
+            self,
+            "scaledobject",
+            name=NAME,
+            namespace=ns,
+            spec=ScaledObjectSpec(
+                deployment=NAME,
+                min_replicas=autoscaling.min_replicas,
+                max_replicas=autoscaling.max_replicas,
+                polling_interval_seconds=15,
+                cooldown_period_seconds=300,
+                fallback_replicas=autoscaling.min_replicas,
+                fallback_failure_threshold=3,
+                scale_up=ScalingRules(0, [ScalingPolicy("Percent", 100, 30), ScalingPolicy("Pods", 2, 30)]),
+                scale_down=ScalingRules(300, [ScalingPolicy("Pods", 1, 60)], select_policy="Min"),
+                triggers=[
+                    PrometheusTrigger(
+                        "request-rate",
+                        wiring.prometheus_url,
+                        f'sum(rate({REQUESTS_METRIC}{{namespace="{ns}"}}[1m]))',
+                        autoscaling.requests_per_second_per_replica,
+                    ),
+                    CpuTrigger(autoscaling.cpu_utilization_percent),
+                ],
+            ),
+        )
+
+
+def _probe(path: str, *, period: int, failures: int) -> k8s.Probe:
+    return k8s.Probe(
+        http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string("http")),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=3,
+    )

@@ -1,0 +1,119 @@
+"""The gateway tier's manifests and config (LiteLLM proxy behaviour is proven in test_gateway_proxy.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from k8s.gateway import REQUESTS_METRIC
+from platform_config import ConfigError
+from tests.checkov_runner import run_checkov
+from tests.conftest import Synthesized, config_for, synthesize
+from tests.crd_schemas import is_custom, validate_custom_resource
+
+# A digest-shaped test value: the platform does not ship a default gateway image yet (README).
+TEST_IMAGE = "ghcr.io/berriai/litellm:v1.106.2@sha256:" + "0" * 64
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("gateway"), "dev", **{"gateway.image": TEST_IMAGE})
+
+
+def test_no_gateway_stack_without_an_image(dev: Synthesized) -> None:
+    assert dev.platform.gateway is None
+    assert dev.find("Deployment", "litellm") == []
+
+
+def test_gateway_manifests_are_valid(gateway: Synthesized) -> None:
+    docs = [
+        d for d in gateway.documents() if d["metadata"].get("namespace") == "gateway" or d["kind"].startswith("Ingress")
+    ]
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "Deployment",
+        "Service",
+        "Ingress",
+        "IngressClass",
+        "IngressClassParams",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ScaledObject",
+        "ConfigMap",
+        "ServiceAccount",
+    } <= kinds
+    for doc in docs:
+        if is_custom(doc):
+            validate_custom_resource(doc)
+        else:
+            kubernetes_validate.validate(doc, "1.35", strict=True)
+    report = run_checkov(gateway.manifests_dir)
+    assert report.failed == [], report.describe()
+
+
+def test_probes_never_use_the_model_calling_health_endpoint(gateway: Synthesized) -> None:
+    (container,) = gateway.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/liveliness"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
+    assert container["image"] == TEST_IMAGE
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"]["value"] == "True"
+    assert "value" not in env["LITELLM_MASTER_KEY"]  # from a Secret, never inline
+
+
+def test_config_map_holds_the_generated_config(gateway: Synthesized) -> None:
+    config: dict[str, Any] = yaml.safe_load(gateway.one("ConfigMap", "litellm")["data"]["config.yaml"])
+    (deployment,) = config["model_list"]
+    assert deployment["litellm_params"]["api_base"] == "http://vllm.inference.svc.cluster.local:8000/v1"
+    assert config["router_settings"]["num_retries"] == 2
+    assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
+    assert config["general_settings"] == {
+        "master_key": "os.environ/LITELLM_MASTER_KEY",
+        "database_url": "os.environ/DATABASE_URL",
+    }
+    assert config["litellm_settings"]["disable_hf_tokenizer_download"] is True
+
+
+def test_internal_alb_through_auto_mode_ingress_class(gateway: Synthesized) -> None:
+    ingress_class = gateway.one("IngressClass", "alb-gateway")
+    assert ingress_class["spec"]["controller"] == "eks.amazonaws.com/alb"
+    assert gateway.one("IngressClassParams", "alb-gateway")["spec"]["scheme"] == "internal"
+    assert gateway.one("Ingress", "litellm")["spec"]["ingressClassName"] == "alb-gateway"
+
+
+def test_gateway_scales_on_request_rate_and_cpu(gateway: Synthesized) -> None:
+    spec = gateway.one("ScaledObject", "litellm")["spec"]
+    assert spec["minReplicaCount"] == 2
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    assert REQUESTS_METRIC in triggers["request-rate"]["metadata"]["query"]
+    assert triggers["cpu"] == {"type": "cpu", "name": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
+
+
+@pytest.mark.parametrize(
+    ("version", "advisory"),
+    [
+        ("1.82.7", "trojaned on PyPI on 24 Mar 2026 (BerriAI/litellm#24518)"),
+        ("1.82.8", "trojaned on PyPI on 24 Mar 2026 (BerriAI/litellm#24518)"),
+        ("1.83.6", "CVE-2026-42208 (SQL injection, CVSS 9.3) and CVE-2026-42271"),
+        ("1.107.0", "the 1.107.x releases were reported compromised on 2026-10-21"),
+        ("1.107.5", "the 1.107.x releases were reported compromised on 2026-10-21"),
+    ],
+)
+def test_forbidden_litellm_versions_name_their_advisory(version: str, advisory: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **{"gateway.litellm_version": version})
+    assert f"gateway.litellm_version: LiteLLM {version}" in str(raised.value)
+    assert advisory in str(raised.value)
+
+
+def test_accepted_versions() -> None:
+    for version in ("1.83.7", "1.106.2", "1.108.0"):
+        assert config_for("dev", **{"gateway.litellm_version": version}).gateway.litellm_version == version
+
+
+def test_image_must_carry_the_configured_version() -> None:
+    with pytest.raises(ConfigError, match=r"is not tagged with litellm_version 1\.106\.2"):
+        config_for("dev", **{"gateway.image": "ghcr.io/berriai/litellm:v1.110.2@sha256:" + "0" * 64})
