@@ -95,7 +95,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     # Deployment order: the scaling signal path exists before the ScaledObject that reads it.
     inference.add_stack_dependency(observability)
     gateway = None
-    if config.gateway.image:  # the gateway is deployed once its image is pinned (see README, gateway)
+    if config.gateway.enabled:
         gateway = GatewayStack(
             app,
             f"{config.prefix}-gateway",

@@ -67,8 +67,6 @@ class GatewayChart(cdk8s.Chart):
         self, scope: Construct, id: str, *, settings: GatewaySettings, wiring: GatewayWiring, labels: Mapping[str, str]
     ) -> None:
         super().__init__(scope, id, labels=dict(labels))
-        if settings.image is None:
-            raise ValueError("gateway.image is required to build the gateway chart")
         selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "gateway"}
         all_labels = {**labels, **selector}
         ns = wiring.namespace

@@ -45,7 +45,7 @@ def _safe_version(value: str) -> str:
     version = (int(match[1]), int(match[2]), int(match[3]))
     advisory = version_advisory(version)
     if advisory:
-        raise ValueError(f"{advisory}; use 1.83.7 or later, not 1.107.x (1.106.2 is the tested release)")
+        raise ValueError(f"{advisory}; use 1.83.7 or later and not 1.107.x (1.102.1 is the tested release)")
     return value
 
 
@@ -94,9 +94,13 @@ class GatewayAutoscalingSettings(Settings):
 
 
 class GatewaySettings(Settings):
-    litellm_version: LiteLlmVersion = Field("1.106.2", description="LiteLLM proxy release the image carries.")
-    image: DigestPinnedImage | None = Field(
-        None, description="LiteLLM proxy image of that release, pinned by digest (required to deploy the gateway)."
+    enabled: bool = Field(True, description="Deploy the gateway tier.")
+    litellm_version: LiteLlmVersion = Field("1.102.1", description="LiteLLM proxy release the image carries.")
+    # The official multi-platform image of release 1.102.1 (ghcr.io/berriai/litellm, tags 1.102.1 and
+    # v1.102.1), the same release the tests run as the real proxy (requirements-litellm.txt).
+    image: DigestPinnedImage = Field(
+        "ghcr.io/berriai/litellm:v1.102.1@sha256:87f34979b9f8cb274fac90ca8a4fdda07d8480de22755562a26adeb95ce20d02",
+        description="LiteLLM proxy image of that release, pinned by digest.",
     )
     router: RouterSettings = RouterSettings()
     autoscaling: GatewayAutoscalingSettings = GatewayAutoscalingSettings()
@@ -122,6 +126,6 @@ class GatewaySettings(Settings):
         names = [m.model_name for m in self.extra_models]
         if len(set(names)) != len(names):
             raise ValueError(f"extra_models lists a model_name twice: {names}")
-        if self.image and f"{self.litellm_version}@" not in self.image and f"{self.litellm_version}-" not in self.image:
+        if f"{self.litellm_version}@" not in self.image and f"{self.litellm_version}-" not in self.image:
             raise ValueError(f"image {self.image!r} is not tagged with litellm_version {self.litellm_version}")
         return self

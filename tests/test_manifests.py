@@ -57,7 +57,7 @@ def test_every_manifest_passes_strict_schema_validation(each_env: Synthesized) -
     assert len(builtin) > 10
     for doc in builtin:
         kubernetes_validate.validate(doc, version, strict=True)
-    assert {doc["kind"] for doc in custom} == {"NodeClass", "NodePool", "ScaledObject"}
+    assert {doc["kind"] for doc in custom} == {"NodeClass", "NodePool", "ScaledObject", "IngressClassParams"}
     for doc in custom:
         validate_custom_resource(doc)
 
