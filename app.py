@@ -102,6 +102,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
             config=config,
             foundation=foundation,
             observability=observability,
+            data=data,
             k8s_app=k8s_app,
             charts=charts,
             description=f"{config.name} GenAI platform ({config.env_name}): LiteLLM gateway",

@@ -12,6 +12,7 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from cdk_constructs.pod_identity import PodIdentityRole
@@ -233,4 +234,67 @@ class DcgmExporter(Construct):
             release=self.APP_NAME,
             namespace=namespace,
             values=self.values,
+        )
+
+
+# External Secrets Operator 2.9.0 (external-secrets/external-secrets, deploy/charts/external-secrets):
+# serves external-secrets.io/v1; its AWS provider uses the controller's own credentials (EKS Pod
+# Identity) when a SecretStore names no auth (docs/provider/aws-access.md).
+EXTERNAL_SECRETS = ChartPin("https://charts.external-secrets.io", "external-secrets", "2.9.0")
+
+
+class ExternalSecrets(Construct):
+    """External Secrets Operator: copies named Secrets Manager secrets into Kubernetes Secrets.
+
+    Chosen over the Secrets Store CSI driver because LiteLLM reads its credentials from environment
+    variables, which ESO fills from a plain Secret without a privileged node DaemonSet or a mounted
+    volume, and it re-reads rotated values on its refresh interval.
+    """
+
+    SERVICE_ACCOUNT = "external-secrets"
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: eks.ICluster,
+        namespace: str,
+        readable_secret_arns: list[str],
+        key_arn: str,
+    ) -> None:
+        super().__init__(scope, id)
+        self.identity = PodIdentityRole(
+            self,
+            "ControllerIdentity",
+            cluster=cluster,
+            namespace=namespace,
+            service_account=self.SERVICE_ACCOUNT,
+            statements=[
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=readable_secret_arns,
+                ),
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key_arn]),
+            ],
+        )
+        components = ("", "webhook", "certController")
+        values: dict[str, Any] = {
+            "installCRDs": True,
+            "serviceAccount": {"name": self.SERVICE_ACCOUNT},
+            "podDisruptionBudget": {"enabled": False},
+        }
+        for component in components:
+            target = values if not component else values.setdefault(component, {})
+            target["securityContext"] = {**RESTRICTED_CONTAINER, "runAsUser": 1000}
+            target["podSecurityContext"] = {"enabled": True, "seccompProfile": {"type": "RuntimeDefault"}}
+            target["resources"] = _resources("50m", "128Mi")
+        self.chart = _helm(
+            self,
+            "Chart",
+            cluster=cluster,
+            pin=EXTERNAL_SECRETS,
+            release="external-secrets",
+            namespace=namespace,
+            values=values,
         )

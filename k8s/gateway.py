@@ -22,12 +22,11 @@ from k8s.crds import (
     ingress_class_params,
     scaled_object,
 )
+from k8s.external_secrets import RemoteValue, external_secret, secret_store
 from k8s.gateway_config import (
     DATABASE_URL_ENV,
     MASTER_KEY_ENV,
-    REDIS_HOST_ENV,
-    REDIS_PASSWORD_ENV,
-    REDIS_PORT_ENV,
+    REDIS_URL_ENV,
     Backend,
     StateStores,
     litellm_config,
@@ -44,10 +43,27 @@ ALB_CONTROLLER = "eks.amazonaws.com/alb"
 # The Kubernetes Secret the secrets mechanism fills from Secrets Manager (never written by CDK).
 SECRET_NAME = "litellm"
 REQUESTS_METRIC = "litellm_proxy_total_requests_metric_total"
+# Must match cdk_constructs.gateway_stores (kept here so the chart needs no AWS construct imports).
+POSTGRES_PORT = 5432
+VALKEY_PORT = 6379
+DATABASE_NAME = "litellm"
+CACHE_USER = "litellm"
 CHECKOV_SKIPS = {
     "CKV_K8S_35": "LiteLLM reads its master key and database and Redis credentials only from environment "
     "variables named in its config (os.environ references); the values come from a Secret at run time",
 }
+
+
+@dataclass(frozen=True)
+class GatewaySecrets:
+    """Where the gateway's credentials live (ARNs and endpoints; no values)."""
+
+    region: str
+    master_key_arn: str
+    database_secret_arn: str
+    database_host: str
+    cache_secret_arn: str
+    cache_host: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class GatewayWiring:
     metrics_namespace: str
     prometheus_url: str
     vpc_cidr: str
+    secrets: GatewaySecrets
 
 
 class GatewayChart(cdk8s.Chart):
@@ -88,6 +105,7 @@ class GatewayChart(cdk8s.Chart):
             self, "service-account", metadata=meta(wiring.service_account), automount_service_account_token=False
         )
         default_deny(self, "default-deny", namespace=ns)
+        self._secret(wiring)
 
         def secret_env(name: str, key: str) -> k8s.EnvVar:
             return k8s.EnvVar(
@@ -108,9 +126,7 @@ class GatewayChart(cdk8s.Chart):
                 k8s.EnvVar(name="HOME", value="/tmp"),
                 secret_env(MASTER_KEY_ENV, "master-key"),
                 secret_env(DATABASE_URL_ENV, "database-url"),
-                secret_env(REDIS_HOST_ENV, "redis-host"),
-                secret_env(REDIS_PORT_ENV, "redis-port"),
-                secret_env(REDIS_PASSWORD_ENV, "redis-password"),
+                secret_env(REDIS_URL_ENV, "redis-url"),
             ],
             resources=k8s.ResourceRequirements(
                 requests={"cpu": k8s.Quantity.from_string("1"), "memory": k8s.Quantity.from_string("1Gi")},
@@ -305,6 +321,35 @@ class GatewayChart(cdk8s.Chart):
                     CpuTrigger(autoscaling.cpu_utilization_percent),
                 ],
             ),
+        )
+
+    def _secret(self, wiring: GatewayWiring) -> None:
+        """The Kubernetes Secret the proxy reads, built by External Secrets from Secrets Manager."""
+        secrets = wiring.secrets
+        secret_store(
+            self, "secret-store", name="aws-secrets-manager", namespace=wiring.namespace, region=secrets.region
+        )
+        external_secret(
+            self,
+            "external-secret",
+            name=SECRET_NAME,
+            namespace=wiring.namespace,
+            store="aws-secrets-manager",
+            values=[
+                RemoteValue("masterkey", secrets.master_key_arn, "key"),
+                RemoteValue("dbuser", secrets.database_secret_arn, "username"),
+                RemoteValue("dbpassword", secrets.database_secret_arn, "password"),
+                RemoteValue("cachepassword", secrets.cache_secret_arn, "password"),
+            ],
+            template={
+                # LiteLLM master keys start with sk-.
+                "master-key": "sk-{{ .masterkey }}",
+                "database-url": "postgresql://{{ .dbuser }}:{{ .dbpassword | urlquery }}@"
+                + f"{secrets.database_host}:{POSTGRES_PORT}/{DATABASE_NAME}?sslmode=require",
+                "redis-url": f"rediss://{CACHE_USER}:"
+                + "{{ .cachepassword | urlquery }}@"
+                + f"{secrets.cache_host}:{VALKEY_PORT}",
+            },
         )
 
 

@@ -16,9 +16,9 @@ from platform_config.gateway import GatewaySettings
 # Environment variables the proxy reads its secrets and endpoints from.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
-REDIS_HOST_ENV = "REDIS_HOST"
-REDIS_PORT_ENV = "REDIS_PORT"
-REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+# rediss://USER:PASSWORD@HOST:PORT: TLS (ElastiCache Serverless requires it) and the RBAC user, which a
+# bare host/port/password would not name (it would authenticate as the disabled default user).
+REDIS_URL_ENV = "REDIS_URL"
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,7 @@ def litellm_config(
         router_settings["fallbacks"] = [{served_model_name: fallbacks}]
     if stores.redis:
         # Cooldowns and rpm/tpm counters shared by every replica (FACTS.md).
-        router_settings.update(
-            redis_host=f"os.environ/{REDIS_HOST_ENV}",
-            redis_port=f"os.environ/{REDIS_PORT_ENV}",
-            redis_password=f"os.environ/{REDIS_PASSWORD_ENV}",
-        )
+        router_settings["redis_url"] = f"os.environ/{REDIS_URL_ENV}"
     callbacks = ["prometheus"] + (["langfuse"] if settings.tracing else [])
     general: dict[str, Any] = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
     if stores.database:

@@ -93,6 +93,24 @@ class GatewayAutoscalingSettings(Settings):
         return self
 
 
+class GatewayStoreSettings(Settings):
+    # Aurora Serverless v2 pauses at 0 ACU after idling; resuming takes about 15 s, fine for dev.
+    database_min_acu: float = Field(0, ge=0, le=256, description="Aurora Serverless v2 minimum (0 pauses when idle).")
+    database_max_acu: float = Field(4, ge=1, le=256, description="Aurora Serverless v2 maximum ACUs.")
+    cache_max_storage_gb: int = Field(5, ge=1, le=5000, description="ElastiCache Serverless data storage cap (GB).")
+    cache_max_ecpu_per_second: int = Field(
+        5000, ge=1000, le=15_000_000, description="ElastiCache Serverless ECPU/s cap (a cost cap)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GatewayStoreSettings:
+        if self.database_min_acu > self.database_max_acu:
+            raise ValueError(
+                f"database_min_acu ({self.database_min_acu}) must not exceed database_max_acu ({self.database_max_acu})"
+            )
+        return self
+
+
 class GatewaySettings(Settings):
     enabled: bool = Field(True, description="Deploy the gateway tier.")
     litellm_version: LiteLlmVersion = Field("1.102.1", description="LiteLLM proxy release the image carries.")
@@ -103,6 +121,7 @@ class GatewaySettings(Settings):
         description="LiteLLM proxy image of that release, pinned by digest.",
     )
     router: RouterSettings = RouterSettings()
+    stores: GatewayStoreSettings = GatewayStoreSettings()
     autoscaling: GatewayAutoscalingSettings = GatewayAutoscalingSettings()
     extra_models: tuple[ExtraModel, ...] = Field((), description="Further deployments, e.g. Bedrock fallbacks.")
     ingress_scheme: Literal["internal", "internet-facing"] = Field(

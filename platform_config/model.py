@@ -186,6 +186,7 @@ def _default_namespaces() -> tuple[NamespaceSettings, ...]:
         NamespaceSettings(name="inference"),
         NamespaceSettings(name="gateway"),
         NamespaceSettings(name="keda"),
+        NamespaceSettings(name="external-secrets"),
         # DCGM exporter and node exporters need host paths and host networking, which only the
         # `privileged` level admits; they get their own namespace so workloads stay `restricted`.
         NamespaceSettings(name="observability", pod_security="privileged"),

@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.gateway_stores import GatewayStores
 from cdk_constructs.model_store import ModelStore
 from cdk_constructs.pod_identity import PodIdentityRole
 from compliance.acknowledgments import acknowledge
@@ -42,6 +43,19 @@ class DataStack(Stack):
             statements=self.model_store.read_statements(),
         )
         self._acknowledge_prefix_wildcard(self.vllm_identity)
+
+        self.gateway_stores: GatewayStores | None = None
+        if config.gateway.enabled:
+            self.gateway_stores = GatewayStores(
+                self,
+                "GatewayStores",
+                prefix=config.prefix,
+                settings=config.gateway.stores,
+                vpc=foundation.network.vpc,
+                clients=foundation.cluster.cluster.cluster_security_group,
+                key=foundation.keys.data,
+                production=config.production,
+            )
 
         self.downloader_identity: PodIdentityRole | None = None
         if settings.download_job and settings.hf_token_secret_name:

@@ -8,18 +8,20 @@ import cdk8s
 from aws_cdk import Stack
 from constructs import Construct
 
+from cdk_constructs.helm import ExternalSecrets
 from cdk_constructs.manifests import AppliedCharts
 from cdk_constructs.pod_identity import PodIdentityRole
-from k8s.gateway import GatewayChart, GatewayWiring
+from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
 from k8s.namespaces import platform_labels
 from k8s.vllm import PORT as VLLM_PORT
 from platform_config import PlatformConfig
-from stacks.data import INFERENCE_NAMESPACE
+from stacks.data import INFERENCE_NAMESPACE, DataStack
 from stacks.foundation import FoundationStack
 from stacks.observability import OBSERVABILITY_NAMESPACE, ObservabilityStack
 
 GATEWAY_NAMESPACE = "gateway"
 GATEWAY_SERVICE_ACCOUNT = "litellm"
+EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
 
 
 class GatewayStack(Stack):
@@ -31,6 +33,7 @@ class GatewayStack(Stack):
         config: PlatformConfig,
         foundation: FoundationStack,
         observability: ObservabilityStack,
+        data: DataStack,
         k8s_app: cdk8s.App,
         charts: AppliedCharts,
         **kwargs: Any,
@@ -43,6 +46,20 @@ class GatewayStack(Stack):
             cluster=cluster,
             namespace=GATEWAY_NAMESPACE,
             service_account=GATEWAY_SERVICE_ACCOUNT,
+        )
+        stores = data.gateway_stores
+        assert stores is not None, "the data stack creates the gateway's stores when the gateway is enabled"
+        self.external_secrets = ExternalSecrets(
+            self,
+            "ExternalSecrets",
+            cluster=cluster,
+            namespace=EXTERNAL_SECRETS_NAMESPACE,
+            readable_secret_arns=[
+                stores.master_key_secret.secret_arn,
+                stores.database_secret_arn,
+                stores.cache_secret.secret_arn,
+            ],
+            key_arn=foundation.keys.data.key_arn,
         )
         self.chart = GatewayChart(
             k8s_app,
@@ -57,7 +74,17 @@ class GatewayStack(Stack):
                 metrics_namespace=OBSERVABILITY_NAMESPACE,
                 prometheus_url=observability.prometheus.url,
                 vpc_cidr=config.vpc.cidr,
+                secrets=GatewaySecrets(
+                    region=self.region,
+                    master_key_arn=stores.master_key_secret.secret_arn,
+                    database_secret_arn=stores.database_secret_arn,
+                    database_host=stores.database_host,
+                    cache_secret_arn=stores.cache_secret.secret_arn,
+                    cache_host=stores.cache_host,
+                ),
             ),
             labels=platform_labels(config),
         )
-        charts.apply(self, "Gateway", cluster=cluster, chart=self.chart)
+        manifest = charts.apply(self, "Gateway", cluster=cluster, chart=self.chart)
+        # The SecretStore and ExternalSecret need the operator's CRDs first.
+        manifest.node.add_dependency(self.external_secrets.chart)

@@ -33,6 +33,14 @@ SCHEMA_FILES = {
 }
 
 
+# Custom resources the platform writes for which ../shared/crd-schemas holds no schema yet. They are
+# checked for shape by targeted tests instead; this list makes the gap visible rather than silent.
+WITHOUT_SHARED_SCHEMA = {
+    ("external-secrets.io/v1", "SecretStore"),
+    ("external-secrets.io/v1", "ExternalSecret"),
+}
+
+
 class MissingSchemasError(RuntimeError):
     pass
 
@@ -48,12 +56,16 @@ def schema_dir() -> Path:
 
 
 def is_custom(doc: dict[str, Any]) -> bool:
-    return (doc.get("apiVersion"), doc.get("kind")) in SCHEMA_FILES
+    """A custom resource (validated here or listed in WITHOUT_SHARED_SCHEMA), not a built-in kind."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    return key in SCHEMA_FILES or key in WITHOUT_SHARED_SCHEMA
 
 
 def validate_custom_resource(doc: dict[str, Any]) -> None:
     """Raise jsonschema.ValidationError if `doc` does not match its CRD schema strictly."""
     key = (doc["apiVersion"], doc["kind"])
+    if key in WITHOUT_SHARED_SCHEMA:
+        return
     if key not in SCHEMA_FILES:
         raise KeyError(f"no CRD schema for {key}")
     jsonschema.validate(doc, _strict_schema(key), cls=jsonschema.Draft7Validator)
@@ -111,7 +123,10 @@ def main(paths: list[str]) -> int:
                     print(f"ERROR {path}: {doc['kind']}/{name}: {error.message} at {list(error.absolute_path)}")
                     return 1
                 checked += 1
-    print(f"{checked} custom resources match their CRD schemas strictly")
+    print(
+        f"{checked} custom resources checked against their CRD schemas strictly "
+        f"(no shared schema yet for: {', '.join(k for _, k in sorted(WITHOUT_SHARED_SCHEMA))})"
+    )
     return 0
 
 

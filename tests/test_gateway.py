@@ -67,7 +67,7 @@ def test_config_map_holds_the_generated_config(gateway: Synthesized) -> None:
     (deployment,) = config["model_list"]
     assert deployment["litellm_params"]["api_base"] == "http://vllm.inference.svc.cluster.local:8000/v1"
     assert config["router_settings"]["num_retries"] == 2
-    assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
+    assert config["router_settings"]["redis_url"] == "os.environ/REDIS_URL"
     assert config["general_settings"] == {
         "master_key": "os.environ/LITELLM_MASTER_KEY",
         "database_url": "os.environ/DATABASE_URL",

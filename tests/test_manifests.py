@@ -40,8 +40,8 @@ def test_namespaces_with_pod_security_labels(dev: Synthesized) -> None:
     namespaces = {
         doc["metadata"]["name"]: doc["metadata"]["labels"] for doc in _all_documents(dev) if doc["kind"] == "Namespace"
     }
-    assert set(namespaces) == {"inference", "gateway", "keda", "observability"}
-    for name in ("inference", "gateway", "keda"):
+    assert set(namespaces) == {"inference", "gateway", "keda", "external-secrets", "observability"}
+    for name in ("inference", "gateway", "keda", "external-secrets"):
         assert namespaces[name]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespaces["observability"]["pod-security.kubernetes.io/enforce"] == "privileged"
     for labels in namespaces.values():
@@ -57,7 +57,14 @@ def test_every_manifest_passes_strict_schema_validation(each_env: Synthesized) -
     assert len(builtin) > 10
     for doc in builtin:
         kubernetes_validate.validate(doc, version, strict=True)
-    assert {doc["kind"] for doc in custom} == {"NodeClass", "NodePool", "ScaledObject", "IngressClassParams"}
+    assert {doc["kind"] for doc in custom} == {
+        "NodeClass",
+        "NodePool",
+        "ScaledObject",
+        "IngressClassParams",
+        "SecretStore",
+        "ExternalSecret",
+    }
     for doc in custom:
         validate_custom_resource(doc)
 
