@@ -117,3 +117,94 @@ def test_accepted_versions() -> None:
 def test_image_must_carry_the_configured_version() -> None:
     with pytest.raises(ConfigError, match=r"is not tagged with litellm_version 1\.102\.1"):
         config_for("dev", **{"gateway.image": "ghcr.io/berriai/litellm:v1.110.2@sha256:" + "0" * 64})
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+def _data(synth: Synthesized) -> dict[str, Any]:
+    return synth.stack_json("data")
+
+
+def test_aurora_serverless_v2_encrypted_tls_private_with_managed_password(dev: Synthesized, prod: Synthesized) -> None:
+    from tests.conftest import only, resources_of
+
+    cluster = only(resources_of(_data(dev), "AWS::RDS::DBCluster"))["Properties"]
+    assert cluster["Engine"] == "aurora-postgresql"
+    assert cluster["StorageEncrypted"] is True
+    assert "KmsKeyId" in cluster
+    assert cluster["ManageMasterUserPassword"] is True
+    assert "MasterUserPassword" not in cluster
+    assert cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0
+    prod_cluster = only(resources_of(_data(prod), "AWS::RDS::DBCluster"))["Properties"]
+    assert prod_cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0.5
+    assert prod_cluster["DeletionProtection"] is True
+    params = only(resources_of(_data(dev), "AWS::RDS::DBClusterParameterGroup"))["Properties"]["Parameters"]
+    assert params["rds.force_ssl"] == "1"
+    assert len(resources_of(_data(prod), "AWS::RDS::DBInstance")) == 2  # writer and a reader in another AZ
+
+
+def _ingress_rules(template: dict[str, Any], description_part: str) -> list[dict[str, Any]]:
+    from tests.conftest import resources_of
+
+    groups = [
+        g
+        for g in resources_of(template, "AWS::EC2::SecurityGroup").values()
+        if description_part in g["Properties"]["GroupDescription"]
+    ]
+    assert len(groups) == 1
+    rules: list[dict[str, Any]] = groups[0]["Properties"].get("SecurityGroupIngress", [])
+    rules += [r["Properties"] for r in resources_of(template, "AWS::EC2::SecurityGroupIngress").values()]
+    return rules
+
+
+def test_stores_are_reachable_only_from_the_cluster(dev: Synthesized) -> None:
+    from tests.conftest import resources_of
+
+    data = _data(dev)
+    for port in (5432, 6379):
+        rules = [r for r in _ingress_rules(data, f"port {port}") if r.get("FromPort") == port]
+        assert rules, port
+        for rule in rules:
+            assert "CidrIp" not in rule
+            assert "SourceSecurityGroupId" in rule
+    cache = next(iter(resources_of(data, "AWS::ElastiCache::ServerlessCache").values()))["Properties"]
+    assert cache["Engine"] == "valkey"
+    assert "KmsKeyId" in cache
+    users = {
+        u["Properties"]["UserName"]: u["Properties"] for u in resources_of(data, "AWS::ElastiCache::User").values()
+    }
+    assert users["default"]["AccessString"].startswith("off")
+    assert users["litellm"]["AuthenticationMode"]["Type"] == "password"
+
+
+def test_proxy_secret_is_built_by_external_secrets_from_secrets_manager(dev: Synthesized) -> None:
+    store = dev.one("SecretStore", "aws-secrets-manager")
+    assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
+    assert "auth" not in store["spec"]["provider"]["aws"]  # the controller's Pod Identity
+    external = dev.one("ExternalSecret", "litellm")["spec"]
+    assert external["target"]["name"] == "litellm"
+    assert set(external["target"]["template"]["data"]) == {"master-key", "database-url", "redis-url"}
+    assert external["target"]["template"]["data"]["redis-url"].startswith("rediss://litellm:")
+    (container,) = dev.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
+    referenced = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+    assert referenced == set(external["target"]["template"]["data"])
+
+
+def test_external_secrets_controller_reads_only_the_gateway_secrets(dev: Synthesized) -> None:
+    from tests.conftest import resources_of
+
+    gateway = dev.stack_json("gateway")
+    associations = {
+        a["Properties"]["ServiceAccount"]: a["Properties"]
+        for a in resources_of(gateway, "AWS::EKS::PodIdentityAssociation").values()
+    }
+    assert associations["external-secrets"]["Namespace"] == "external-secrets"
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in resources_of(gateway, "AWS::IAM::ManagedPolicy").values()
+    ]
+    (statements,) = policies
+    (read,) = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert len(read["Resource"]) == 3
+    assert "*" not in str(read["Resource"])
