@@ -145,6 +145,7 @@ class Prometheus(Construct):
         retention_days: int,
         storage_gib: int,
         storage_class: str,
+        secret_mounts: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.url = f"http://{self.RELEASE}-server.{namespace}.svc.cluster.local:{self.SERVICE_PORT}"
@@ -191,6 +192,7 @@ class Prometheus(Construct):
                 "containerSecurityContext": RESTRICTED_CONTAINER,
                 "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
                 "nodeSelector": {"kubernetes.io/os": "linux"},
+                "extraSecretMounts": list(secret_mounts or []),
             },
             "configmapReload": {"prometheus": {"containerSecurityContext": RESTRICTED_CONTAINER}},
         }

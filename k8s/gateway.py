@@ -31,6 +31,7 @@ from k8s.gateway_config import (
     StateStores,
     litellm_config,
 )
+from k8s.metrics import LITELLM_TOKEN_SECRET
 from k8s.network_policies import default_deny, dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.pod_security import restricted_container, restricted_pod
 from platform_config.gateway import GatewaySettings
@@ -324,8 +325,25 @@ class GatewayChart(cdk8s.Chart):
         )
 
     def _secret(self, wiring: GatewayWiring) -> None:
-        """The Kubernetes Secret the proxy reads, built by External Secrets from Secrets Manager."""
+        """The Kubernetes Secret the proxy reads, built by External Secrets from Secrets Manager, and
+        the key Prometheus scrapes /metrics with, in its own namespace."""
         secrets = wiring.secrets
+        secret_store(
+            self,
+            "metrics-secret-store",
+            name="aws-secrets-manager",
+            namespace=wiring.metrics_namespace,
+            region=secrets.region,
+        )
+        external_secret(
+            self,
+            "metrics-external-secret",
+            name=LITELLM_TOKEN_SECRET,
+            namespace=wiring.metrics_namespace,
+            store="aws-secrets-manager",
+            values=[RemoteValue("masterkey", secrets.master_key_arn, "key")],
+            template={"token": "sk-{{ .masterkey }}"},
+        )
         secret_store(
             self, "secret-store", name="aws-secrets-manager", namespace=wiring.namespace, region=secrets.region
         )

@@ -61,3 +61,30 @@ def dcgm_scrape_job(*, namespace: str, scrape_interval_seconds: int) -> dict[str
             *_pod_labels(),
         ],
     }
+
+
+LITELLM_JOB = "litellm"
+# Where the Prometheus server finds the key it scrapes LiteLLM's /metrics with (the proxy requires it).
+LITELLM_TOKEN_SECRET = "litellm-metrics"
+LITELLM_TOKEN_DIR = "/etc/secrets/litellm-metrics"
+
+
+def litellm_scrape_job(*, namespace: str, scrape_interval_seconds: int) -> dict[str, Any]:
+    """LiteLLM's /metrics needs the master key; it is read from a file the secrets path keeps current."""
+    return {
+        "job_name": LITELLM_JOB,
+        "scrape_interval": f"{scrape_interval_seconds}s",
+        "scrape_timeout": f"{min(scrape_interval_seconds, 5)}s",
+        "metrics_path": "/metrics",
+        "authorization": {"type": "Bearer", "credentials_file": f"{LITELLM_TOKEN_DIR}/token"},
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
+        "relabel_configs": [
+            {
+                "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                "regex": "litellm",
+                "action": "keep",
+            },
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"},
+            *_pod_labels(),
+        ],
+    }

@@ -8,13 +8,20 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from cdk_constructs.helm import DcgmExporter, Prometheus
-from k8s.metrics import dcgm_scrape_job, vllm_scrape_job
+from k8s.metrics import (
+    LITELLM_TOKEN_DIR,
+    LITELLM_TOKEN_SECRET,
+    dcgm_scrape_job,
+    litellm_scrape_job,
+    vllm_scrape_job,
+)
 from k8s.storage import DEFAULT_STORAGE_CLASS
 from platform_config import PlatformConfig
 from stacks.foundation import FoundationStack
 
 OBSERVABILITY_NAMESPACE = "observability"
 INFERENCE_NAMESPACE = "inference"
+GATEWAY_NAMESPACE = "gateway"
 VLLM_APP = "vllm"
 
 
@@ -33,6 +40,22 @@ class ObservabilityStack(Stack):
             ),
             dcgm_scrape_job(namespace=OBSERVABILITY_NAMESPACE, scrape_interval_seconds=metrics.scrape_interval_seconds),
         ]
+        secret_mounts: list[dict[str, Any]] = []
+        if config.gateway.enabled:
+            self.scrape_jobs.append(
+                litellm_scrape_job(namespace=GATEWAY_NAMESPACE, scrape_interval_seconds=metrics.scrape_interval_seconds)
+            )
+            # Optional: the gateway stack (deployed after this one) creates the Secret; until then the
+            # LiteLLM job fails to authenticate while every other job scrapes normally.
+            secret_mounts.append(
+                {
+                    "name": LITELLM_TOKEN_SECRET,
+                    "mountPath": LITELLM_TOKEN_DIR,
+                    "secretName": LITELLM_TOKEN_SECRET,
+                    "readOnly": True,
+                    "optional": True,
+                }
+            )
         self.prometheus = Prometheus(
             self,
             "Prometheus",
@@ -43,6 +66,7 @@ class ObservabilityStack(Stack):
             retention_days=metrics.retention_days,
             storage_gib=metrics.storage_gib,
             storage_class=DEFAULT_STORAGE_CLASS,
+            secret_mounts=secret_mounts,
         )
         self.dcgm = DcgmExporter(
             self,

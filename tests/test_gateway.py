@@ -179,7 +179,7 @@ def test_stores_are_reachable_only_from_the_cluster(dev: Synthesized) -> None:
 
 
 def test_proxy_secret_is_built_by_external_secrets_from_secrets_manager(dev: Synthesized) -> None:
-    store = dev.one("SecretStore", "aws-secrets-manager")
+    (store,) = [s for s in dev.find("SecretStore", "aws-secrets-manager") if s["metadata"]["namespace"] == "gateway"]
     assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
     assert "auth" not in store["spec"]["provider"]["aws"]  # the controller's Pod Identity
     external = dev.one("ExternalSecret", "litellm")["spec"]
@@ -208,3 +208,23 @@ def test_external_secrets_controller_reads_only_the_gateway_secrets(dev: Synthes
     (read,) = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
     assert len(read["Resource"]) == 3
     assert "*" not in str(read["Resource"])
+
+
+def test_prometheus_scrapes_litellm_with_the_key_from_external_secrets(dev: Synthesized) -> None:
+    import json
+
+    from tests.conftest import resources_of
+
+    (chart,) = [
+        r
+        for r in resources_of(dev.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
+        if r["Properties"]["Chart"] == "prometheus"
+    ]
+    values = json.loads(chart["Properties"]["Values"])
+    job = values["scrapeConfigs"]["litellm"]
+    (mount,) = values["server"]["extraSecretMounts"]
+    assert job["authorization"]["credentials_file"] == f"{mount['mountPath']}/token"
+    assert mount["optional"] is True
+    token = dev.one("ExternalSecret", mount["secretName"])
+    assert token["metadata"]["namespace"] == "observability"
+    assert token["spec"]["target"]["template"]["data"] == {"token": "sk-{{ .masterkey }}"}

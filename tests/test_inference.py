@@ -279,7 +279,7 @@ def test_reaction_bound_counts_caching_and_stabilization(dev: Synthesized) -> No
 def test_prometheus_scrapes_vllm_and_dcgm_every_ten_seconds_or_less(dev: Synthesized) -> None:
     values = _helm_values(dev, "observability", "prometheus")
     jobs = {name: job for name, job in values["scrapeConfigs"].items() if job.get("enabled", True)}
-    assert set(jobs) == {"vllm", "dcgm-exporter"}
+    assert set(jobs) == {"vllm", "dcgm-exporter", "litellm"}
     for job in jobs.values():
         assert _seconds(job["scrape_interval"]) <= 10
     assert jobs["dcgm-exporter"]["honor_labels"] is True
