@@ -8,11 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # checkov pins packaging<24 and networkx<2.7, which clash with the project's: it gets its own venv.
 CHECKOV_VENV := .venv-checkov
+# The real LiteLLM proxy for the gateway tests and benchmark: ~120 packages, kept out of .venv.
+LITELLM_VENV := .venv-litellm
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps test-deps lint typecheck validate unit clean
+.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -27,6 +29,12 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
+$(LITELLM_VENV)/.installed: requirements-litellm.txt
+	scripts/ensure-prereqs.sh
+	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
 # promtool and prometheus (Debian's package) for the PromQL checks and the scaling-path test.
 .tools-prometheus: scripts/ensure-prometheus.sh
 	scripts/ensure-prometheus.sh
@@ -39,7 +47,11 @@ node_modules/.installed: package.json package-lock.json
 
 deps: $(VENV)/.installed node_modules/.installed
 
-test-deps: deps $(CHECKOV_VENV)/.installed .tools-prometheus
+test-deps: deps $(CHECKOV_VENV)/.installed $(LITELLM_VENV)/.installed .tools-prometheus
+
+# The gateway's latency and throughput through the real proxy (a benchmark, not a test).
+bench-gateway: test-deps
+	$(PY) benchmarks/gateway_latency.py
 
 # --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
 synth: deps

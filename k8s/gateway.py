@@ -316,7 +316,8 @@ class GatewayChart(cdk8s.Chart):
                     PrometheusTrigger(
                         "request-rate",
                         wiring.prometheus_url,
-                        f'sum(rate({REQUESTS_METRIC}{{namespace="{ns}"}}[1m]))',
+                        # Model requests only: the counter also counts /metrics scrapes and other routes.
+                        f'sum(rate({REQUESTS_METRIC}{{namespace="{ns}",requested_model!=""}}[1m]))',
                         autoscaling.requests_per_second_per_replica,
                     ),
                     CpuTrigger(autoscaling.cpu_utilization_percent),

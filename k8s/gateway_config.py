@@ -68,9 +68,13 @@ def litellm_config(
         "routing_strategy": router.routing_strategy,
         "num_retries": router.num_retries,
         "timeout": router.timeout_seconds,
-        "allowed_fails": router.allowed_fails,
-        "cooldown_time": router.cooldown_seconds,
     }
+    if len(model_list) > 1:
+        router_settings.update(allowed_fails=router.allowed_fails, cooldown_time=router.cooldown_seconds)
+    else:
+        # With a single deployment (the vLLM Service) a cooldown locks the model out: after two failures
+        # every request got 429 for cooldown_time, even once vLLM was back (tests/test_gateway_proxy.py).
+        router_settings["disable_cooldowns"] = True
     fallbacks = [extra.model_name for extra in settings.extra_models if extra.fallback_for_primary]
     if fallbacks:
         router_settings["fallbacks"] = [{served_model_name: fallbacks}]
