@@ -68,3 +68,12 @@ class PodIdentityRole(Construct):
                 service_account=service_account,
                 role_arn=self.role.role_arn,
             )
+
+
+def named_secret_policy_arn(secret_arn: str) -> str:
+    """The ARN pattern that matches a secret imported by name (`Secret.from_secret_name_v2`).
+
+    Such a secret's `secret_arn` is partial: Secrets Manager appends six random characters to every
+    secret's ARN, which IAM only matches with this suffix (Secrets Manager User Guide, auth-and-access
+    examples, "wildcard for the random characters")."""
+    return f"{secret_arn}-??????"

@@ -65,6 +65,7 @@ class GatewaySecrets:
     database_host: str
     cache_secret_arn: str
     cache_host: str
+    langfuse_keys_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,15 @@ class GatewayChart(cdk8s.Chart):
                 secret_env(MASTER_KEY_ENV, "master-key"),
                 secret_env(DATABASE_URL_ENV, "database-url"),
                 secret_env(REDIS_URL_ENV, "redis-url"),
+                *(
+                    [
+                        k8s.EnvVar(name="LANGFUSE_HOST", value=settings.langfuse_host),
+                        secret_env("LANGFUSE_PUBLIC_KEY", "langfuse-public-key"),
+                        secret_env("LANGFUSE_SECRET_KEY", "langfuse-secret-key"),
+                    ]
+                    if settings.tracing and settings.langfuse_host
+                    else []
+                ),
             ],
             resources=k8s.ResourceRequirements(
                 requests={"cpu": k8s.Quantity.from_string("1"), "memory": k8s.Quantity.from_string("1Gi")},
@@ -348,6 +358,16 @@ class GatewayChart(cdk8s.Chart):
         secret_store(
             self, "secret-store", name="aws-secrets-manager", namespace=wiring.namespace, region=secrets.region
         )
+        langfuse_values, langfuse_template = [], {}
+        if secrets.langfuse_keys_arn:
+            langfuse_values = [
+                RemoteValue("langfusepublic", secrets.langfuse_keys_arn, "public_key"),
+                RemoteValue("langfusesecret", secrets.langfuse_keys_arn, "secret_key"),
+            ]
+            langfuse_template = {
+                "langfuse-public-key": "{{ .langfusepublic }}",
+                "langfuse-secret-key": "{{ .langfusesecret }}",
+            }
         external_secret(
             self,
             "external-secret",
@@ -359,8 +379,10 @@ class GatewayChart(cdk8s.Chart):
                 RemoteValue("dbuser", secrets.database_secret_arn, "username"),
                 RemoteValue("dbpassword", secrets.database_secret_arn, "password"),
                 RemoteValue("cachepassword", secrets.cache_secret_arn, "password"),
+                *langfuse_values,
             ],
             template={
+                **langfuse_template,
                 # LiteLLM master keys start with sk-.
                 "master-key": "sk-{{ .masterkey }}",
                 "database-url": "postgresql://{{ .dbuser }}:{{ .dbpassword | urlquery }}@"

@@ -138,13 +138,18 @@ class GatewaySettings(Settings):
     inbound_cidrs: tuple[str, ...] = Field((), description="Networks allowed to reach the ALB (default: any).")
     tracing: bool = Field(False, description="Send traces to LangFuse (keys from Secrets Manager).")
     langfuse_host: str | None = Field(None, pattern=r"^https?://[^\s]+$", description="LangFuse URL when tracing.")
+    langfuse_keys_secret_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$",
+        description="Secrets Manager secret with JSON fields public_key and secret_key (created by you).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
         if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
             raise ValueError("an internet-facing gateway needs certificate_arn (no plain HTTP on the internet)")
-        if self.tracing and not self.langfuse_host:
-            raise ValueError("tracing needs langfuse_host")
+        if self.tracing and not (self.langfuse_host and self.langfuse_keys_secret_name):
+            raise ValueError("tracing needs langfuse_host and langfuse_keys_secret_name")
         names = [m.model_name for m in self.extra_models]
         if len(set(names)) != len(names):
             raise ValueError(f"extra_models lists a model_name twice: {names}")

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from cdk_constructs.gateway_stores import GatewayStores
 from cdk_constructs.model_store import ModelStore
-from cdk_constructs.pod_identity import PodIdentityRole
+from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from compliance.acknowledgments import acknowledge
 from platform_config import PlatformConfig
 from stacks.foundation import FoundationStack
@@ -70,17 +70,12 @@ class DataStack(Stack):
                 service_account=DOWNLOADER_SERVICE_ACCOUNT,
                 statements=[
                     *self.model_store.write_statements(),
-                    iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[token.secret_arn]),
+                    iam.PolicyStatement(
+                        actions=["secretsmanager:GetSecretValue"], resources=[named_secret_policy_arn(token.secret_arn)]
+                    ),
                 ],
             )
             self._acknowledge_prefix_wildcard(self.downloader_identity)
-            acknowledge(
-                self.downloader_identity.node.find_child("Policy"),
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
-                f"secret:{settings.hf_token_secret_name}-??????]",
-                "A secret named by the operator is addressed by name; Secrets Manager appends six random "
-                "characters to its ARN, which only this wildcard matches.",
-            )
 
     def _acknowledge_prefix_wildcard(self, identity: PodIdentityRole) -> None:
         bucket = self.get_logical_id(self.model_store.bucket.node.default_child)  # type: ignore[arg-type]

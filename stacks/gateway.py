@@ -6,11 +6,13 @@ from typing import Any
 
 import cdk8s
 from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.helm import ExternalSecrets
 from cdk_constructs.manifests import AppliedCharts
-from cdk_constructs.pod_identity import PodIdentityRole
+from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
 from k8s.namespaces import platform_labels
 from k8s.vllm import PORT as VLLM_PORT
@@ -40,15 +42,37 @@ class GatewayStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         cluster = foundation.cluster.interface
+        # Bedrock models among the extra deployments are called with the proxy's Pod Identity.
+        bedrock_models = [
+            m.litellm_model.removeprefix("bedrock/")
+            for m in config.gateway.extra_models
+            if m.litellm_model.startswith("bedrock/")
+        ]
         self.identity = PodIdentityRole(
             self,
             "LiteLlmIdentity",
             cluster=cluster,
             namespace=GATEWAY_NAMESPACE,
             service_account=GATEWAY_SERVICE_ACCOUNT,
+            statements=[
+                iam.PolicyStatement(
+                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                    resources=[
+                        f"arn:{self.partition}:bedrock:{self.region}::foundation-model/{m}" for m in bedrock_models
+                    ],
+                )
+            ]
+            if bedrock_models
+            else [],
         )
         stores = data.gateway_stores
         assert stores is not None, "the data stack creates the gateway's stores when the gateway is enabled"
+        gateway = config.gateway
+        langfuse_keys = (
+            secretsmanager.Secret.from_secret_name_v2(self, "LangfuseKeys", gateway.langfuse_keys_secret_name)
+            if gateway.tracing and gateway.langfuse_keys_secret_name
+            else None
+        )
         self.external_secrets = ExternalSecrets(
             self,
             "ExternalSecrets",
@@ -58,6 +82,7 @@ class GatewayStack(Stack):
                 stores.master_key_secret.secret_arn,
                 stores.database_secret_arn,
                 stores.cache_secret.secret_arn,
+                *([named_secret_policy_arn(langfuse_keys.secret_arn)] if langfuse_keys else []),
             ],
             key_arn=foundation.keys.data.key_arn,
         )
@@ -81,6 +106,7 @@ class GatewayStack(Stack):
                     database_host=stores.database_host,
                     cache_secret_arn=stores.cache_secret.secret_arn,
                     cache_host=stores.cache_host,
+                    langfuse_keys_arn=langfuse_keys.secret_arn if langfuse_keys else None,
                 ),
             ),
             labels=platform_labels(config),

@@ -228,3 +228,39 @@ def test_prometheus_scrapes_litellm_with_the_key_from_external_secrets(dev: Synt
     token = dev.one("ExternalSecret", mount["secretName"])
     assert token["metadata"]["namespace"] == "observability"
     assert token["spec"]["target"]["template"]["data"] == {"token": "sk-{{ .masterkey }}"}
+
+
+def test_tracing_and_a_bedrock_fallback(synth_in: Any) -> None:
+    import json
+
+    from tests.conftest import resources_of
+
+    model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    synth = synth_in(
+        "dev",
+        **{
+            "gateway.tracing": "true",
+            "gateway.langfuse_host": "https://langfuse.example.com",
+            "gateway.langfuse_keys_secret_name": "genai/langfuse",
+            "gateway.extra_models": json.dumps(
+                [{"model_name": "claude", "litellm_model": f"bedrock/{model}", "fallback_for_primary": True}]
+            ),
+        },
+    )
+    config: dict[str, Any] = yaml.safe_load(synth.one("ConfigMap", "litellm")["data"]["config.yaml"])
+    assert config["litellm_settings"]["callbacks"] == ["prometheus", "langfuse"]
+    assert config["router_settings"]["fallbacks"] == [{"llama-3.1-8b-instruct": ["claude"]}]
+    # Two deployments now: cooldowns apply again.
+    assert config["router_settings"]["allowed_fails"] == 0
+    (container,) = synth.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LANGFUSE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "litellm", "key": "langfuse-secret-key"}
+    gateway = synth.stack_json("gateway")
+    text = json.dumps(resources_of(gateway, "AWS::IAM::ManagedPolicy"))
+    assert f"foundation-model/{model}" in text
+    assert "secret:genai/langfuse-??????" in text
+
+
+def test_tracing_needs_its_keys() -> None:
+    with pytest.raises(ConfigError, match="tracing needs langfuse_host and langfuse_keys_secret_name"):
+        config_for("dev", **{"gateway.tracing": "true", "gateway.langfuse_host": "https://langfuse.example.com"})

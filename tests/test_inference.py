@@ -403,3 +403,16 @@ def test_prometheus_chart_default_jobs_are_all_turned_off(dev: Synthesized) -> N
         "kubernetes-pods-slow",
     }
     assert {name for name, job in values.items() if job == {"enabled": False}} == chart_defaults
+
+
+def test_downloader_may_read_the_named_token_secret(with_download: Synthesized) -> None:
+    (policy,) = [
+        p
+        for p in resources_of(with_download.stack_json("data"), "AWS::IAM::ManagedPolicy").values()
+        if "DownloaderIdentity" in p["Metadata"]["aws:cdk:path"]
+    ]
+    (statement,) = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    # A secret imported by name has a partial ARN: only the -?????? suffix matches the real one.
+    assert json.dumps(statement["Resource"]).endswith(':secret:genai/hf-token-??????"]]}')
