@@ -9,6 +9,8 @@ Secrets Manager and referenced dynamically.
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Duration, RemovalPolicy, SecretValue
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
@@ -41,6 +43,7 @@ class GatewayStores(Construct):
         production: bool,
     ) -> None:
         super().__init__(scope, id)
+        self._key = key
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         removal = RemovalPolicy.SNAPSHOT if production else RemovalPolicy.DESTROY
 
@@ -132,31 +135,17 @@ class GatewayStores(Construct):
                 )
 
         self.cache_security_group = self._security_group("CacheSecurityGroup", vpc, clients, VALKEY_PORT)
-        self.cache_secret = secretsmanager.Secret(
-            self,
+        secret_removal = RemovalPolicy.RETAIN if production else RemovalPolicy.DESTROY
+        self.cache_secret = self._generated_secret(
             "CachePassword",
             description=f"{prefix}: password of the LiteLLM user of the Valkey cache",
-            encryption_key=key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template='{"username": "' + CACHE_USER + '"}',
-                generate_string_key="password",
-                exclude_punctuation=True,
-                password_length=40,
-            ),
-            removal_policy=removal if removal != RemovalPolicy.SNAPSHOT else RemovalPolicy.RETAIN,
+            template={"username": CACHE_USER},
+            field="password",
+            length=40,
+            removal=secret_removal,
+            no_rotation_reason="Secrets Manager has no managed rotation for an ElastiCache RBAC user; rotating "
+            "it needs a rotation function that also changes the user, which the platform does not deploy yet.",
         )
-        acknowledge(
-            self.cache_secret,
-            "AwsSolutions-SMG4",
-            "Secrets Manager has no managed rotation for an ElastiCache RBAC user; rotating it needs a rotation "
-            "function that also changes the user, which the platform does not deploy yet.",
-        )
-        for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
-            acknowledge(
-                self.cache_secret,
-                f"{pack}-SecretsManagerRotationEnabled",
-                "No managed rotation exists for ElastiCache RBAC users (see AwsSolutions-SMG4 above).",
-            )
         default_user = elasticache.CfnUser(
             self,
             "DefaultUser",
@@ -214,24 +203,47 @@ class GatewayStores(Construct):
         )
         self.cache.add_resource_dependency(group)
         self.cache_host = self.cache.attr_endpoint_address
-        self.master_key_secret = secretsmanager.Secret(
-            self,
+        self.master_key_secret = self._generated_secret(
             "MasterKey",
             description=f"{prefix}: LiteLLM master key (admin access to the gateway)",
-            encryption_key=key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template="{}", generate_string_key="key", exclude_punctuation=True, password_length=48
-            ),
-            removal_policy=removal if removal != RemovalPolicy.SNAPSHOT else RemovalPolicy.RETAIN,
+            template={},
+            field="key",
+            length=48,
+            removal=secret_removal,
+            no_rotation_reason="The LiteLLM master key signs virtual keys stored in the database; rotating it "
+            "means re-keying them, an operator action, not a scheduled rotation.",
         )
-        master_reason = (
-            "The LiteLLM master key signs virtual keys stored in the database; rotating it means re-keying "
-            "them, an operator action, not a scheduled rotation."
-        )
-        acknowledge(self.master_key_secret, "AwsSolutions-SMG4", master_reason)
-        for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
-            acknowledge(self.master_key_secret, f"{pack}-SecretsManagerRotationEnabled", master_reason)
         self.database_host = self.database.cluster_endpoint.hostname
+
+    def _generated_secret(
+        self,
+        id: str,
+        *,
+        description: str,
+        template: dict[str, str],
+        field: str,
+        length: int,
+        removal: RemovalPolicy,
+        no_rotation_reason: str,
+    ) -> secretsmanager.Secret:
+        """A secret whose value Secrets Manager generates at deploy time, encrypted with the data key."""
+        secret = secretsmanager.Secret(
+            self,
+            id,
+            description=description,
+            encryption_key=self._key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps(template),
+                generate_string_key=field,
+                exclude_punctuation=True,
+                password_length=length,
+            ),
+            removal_policy=removal,
+        )
+        acknowledge(secret, "AwsSolutions-SMG4", no_rotation_reason)
+        for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
+            acknowledge(secret, f"{pack}-SecretsManagerRotationEnabled", no_rotation_reason)
+        return secret
 
     def _security_group(self, id: str, vpc: ec2.IVpc, clients: ec2.ISecurityGroup, port: int) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
