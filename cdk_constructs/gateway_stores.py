@@ -20,13 +20,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from compliance.acknowledgments import acknowledge, acknowledge_aws_managed_policies
+from k8s.gateway_config import CACHE_USER, DATABASE_NAME, DATABASE_USER, POSTGRES_PORT, VALKEY_PORT
 from platform_config.gateway import GatewayStoreSettings
-
-DATABASE_NAME = "litellm"
-DATABASE_USER = "litellm"
-CACHE_USER = "litellm"
-POSTGRES_PORT = 5432
-VALKEY_PORT = 6379
 
 
 class GatewayStores(Construct):

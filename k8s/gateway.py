@@ -24,9 +24,13 @@ from k8s.crds import (
 )
 from k8s.external_secrets import RemoteValue, external_secret, secret_store
 from k8s.gateway_config import (
+    CACHE_USER,
+    DATABASE_NAME,
     DATABASE_URL_ENV,
     MASTER_KEY_ENV,
+    POSTGRES_PORT,
     REDIS_URL_ENV,
+    VALKEY_PORT,
     Backend,
     StateStores,
     litellm_config,
@@ -34,6 +38,7 @@ from k8s.gateway_config import (
 from k8s.metrics import LITELLM_TOKEN_SECRET
 from k8s.network_policies import default_deny, dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.pod_security import restricted_container, restricted_pod
+from k8s.probes import http_probe
 from platform_config.gateway import GatewaySettings
 
 PORT = 4000
@@ -44,11 +49,6 @@ ALB_CONTROLLER = "eks.amazonaws.com/alb"
 # The Kubernetes Secret the secrets mechanism fills from Secrets Manager (never written by CDK).
 SECRET_NAME = "litellm"
 REQUESTS_METRIC = "litellm_proxy_total_requests_metric_total"
-# Must match cdk_constructs.gateway_stores (kept here so the chart needs no AWS construct imports).
-POSTGRES_PORT = 5432
-VALKEY_PORT = 6379
-DATABASE_NAME = "litellm"
-CACHE_USER = "litellm"
 CHECKOV_SKIPS = {
     "CKV_K8S_35": "LiteLLM reads its master key and database and Redis credentials only from environment "
     "variables named in its config (os.environ references); the values come from a Secret at run time",
@@ -144,9 +144,9 @@ class GatewayChart(cdk8s.Chart):
                 limits={"cpu": k8s.Quantity.from_string("2"), "memory": k8s.Quantity.from_string("2Gi")},
             ),
             # Never /health: it calls every model (FACTS.md).
-            startup_probe=_probe("/health/readiness", period=5, failures=24),
-            readiness_probe=_probe("/health/readiness", period=5, failures=3),
-            liveness_probe=_probe("/health/liveliness", period=10, failures=3),
+            startup_probe=http_probe("/health/readiness", period=5, failures=24),
+            readiness_probe=http_probe("/health/readiness", period=5, failures=3),
+            liveness_probe=http_probe("/health/liveliness", period=10, failures=3),
             lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=10))),
             security_context=restricted_container(),
             volume_mounts=[
@@ -392,12 +392,3 @@ class GatewayChart(cdk8s.Chart):
                 + f"{secrets.cache_host}:{VALKEY_PORT}",
             },
         )
-
-
-def _probe(path: str, *, period: int, failures: int) -> k8s.Probe:
-    return k8s.Probe(
-        http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string("http")),
-        period_seconds=period,
-        failure_threshold=failures,
-        timeout_seconds=3,
-    )

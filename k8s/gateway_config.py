@@ -13,6 +13,13 @@ from typing import Any
 
 from platform_config.gateway import GatewaySettings
 
+# How the proxy reaches its stores (cdk_constructs.gateway_stores creates them with these).
+POSTGRES_PORT = 5432
+VALKEY_PORT = 6379
+DATABASE_NAME = "litellm"
+DATABASE_USER = "litellm"
+CACHE_USER = "litellm"
+
 # Environment variables the proxy reads its secrets and endpoints from.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"

@@ -17,6 +17,7 @@ from constructs import Construct
 from k8s.network_policies import dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.node_pools import GPU_RESOURCE, NEURON_RESOURCE, POOL_LABEL
 from k8s.pod_security import restricted_container, restricted_pod
+from k8s.probes import http_probe
 from platform_config.cold_start import COLD_START
 from platform_config.inference import VllmSettings
 
@@ -135,12 +136,13 @@ class VllmServer(Construct):
                     device_resource: devices,
                 },
             ),
-            startup_probe=_http_probe(
+            startup_probe=http_probe(
+                HEALTH_PATH,
                 period=STARTUP_PROBE_PERIOD_SECONDS,
                 failures=math.ceil(startup_probe_seconds() / STARTUP_PROBE_PERIOD_SECONDS),
             ),
-            readiness_probe=_http_probe(period=5, failures=3),
-            liveness_probe=_http_probe(period=10, failures=6),
+            readiness_probe=http_probe(HEALTH_PATH, period=5, failures=3),
+            liveness_probe=http_probe(HEALTH_PATH, period=10, failures=6),
             lifecycle=k8s.Lifecycle(
                 # The endpoint leaves the Service (and LiteLLM's pool) before vLLM gets SIGTERM:
                 # LiteLLM does not retry a stream cut mid-flight (FACTS.md).
@@ -264,12 +266,3 @@ class VllmServer(Construct):
                 egress=[dns_egress(), https_egress(), pod_identity_egress()],
             ),
         )
-
-
-def _http_probe(*, period: int, failures: int) -> k8s.Probe:
-    return k8s.Probe(
-        http_get=k8s.HttpGetAction(path=HEALTH_PATH, port=k8s.IntOrString.from_string("http")),
-        period_seconds=period,
-        failure_threshold=failures,
-        timeout_seconds=3,
-    )

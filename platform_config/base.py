@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+# A container image pinned by digest: a tag can move under a running platform, a digest cannot.
+DigestPinnedImage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.\-/:_]+(:[\w.\-]+)?@sha256:[0-9a-f]{64}$")]
 
 
 class Settings(BaseModel):

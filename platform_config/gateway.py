@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from platform_config.base import Settings
+from platform_config.base import DigestPinnedImage, Settings
 
 # First release with the fixes for CVE-2026-42208 (SQL injection, CVSS 9.3) and CVE-2026-42271 (RCE).
 MINIMUM_SAFE_VERSION = (1, 83, 7)
@@ -50,7 +50,6 @@ def _safe_version(value: str) -> str:
 
 
 LiteLlmVersion = Annotated[str, AfterValidator(_safe_version)]
-DigestPinnedImage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.\-/:_]+(:[\w.\-]+)?@sha256:[0-9a-f]{64}$")]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]{0,127}$")]
 RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2"]
 

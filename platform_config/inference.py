@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from platform_config.base import Settings
+from platform_config.base import DigestPinnedImage, Settings
 from platform_config.cold_start import COLD_START
 
 CapacityType = Literal["spot", "on-demand"]
@@ -18,8 +18,6 @@ CapacityType = Literal["spot", "on-demand"]
 GpuFamily = Literal["g4dn", "g5", "g6", "g6e", "gr6", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200"]
 NeuronFamily = Literal["inf2", "trn1", "trn1n", "trn2"]
 CpuCategory = Literal["c", "m", "r"]
-# A container image pinned by digest: a tag can move under a running platform, a digest cannot.
-DigestPinnedImage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.\-/:_]+(:[\w.\-]+)?@sha256:[0-9a-f]{64}$")]
 # Kubernetes resource quantity of storage, as the NodeClass schema accepts it.
 StorageSize = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}Gi$")]
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from platform_config import namespaces
 from platform_config.base import Settings
 from platform_config.gateway import GatewaySettings
 from platform_config.inference import InferenceSettings
@@ -183,13 +184,13 @@ class NamespaceSettings(Settings):
 
 def _default_namespaces() -> tuple[NamespaceSettings, ...]:
     return (
-        NamespaceSettings(name="inference"),
-        NamespaceSettings(name="gateway"),
-        NamespaceSettings(name="keda"),
-        NamespaceSettings(name="external-secrets"),
+        NamespaceSettings(name=namespaces.INFERENCE),
+        NamespaceSettings(name=namespaces.GATEWAY),
+        NamespaceSettings(name=namespaces.KEDA),
+        NamespaceSettings(name=namespaces.EXTERNAL_SECRETS),
         # DCGM exporter and node exporters need host paths and host networking, which only the
         # `privileged` level admits; they get their own namespace so workloads stay `restricted`.
-        NamespaceSettings(name="observability", pod_security="privileged"),
+        NamespaceSettings(name=namespaces.OBSERVABILITY, pod_security="privileged"),
     )
 
 

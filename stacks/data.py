@@ -17,10 +17,10 @@ from cdk_constructs.gateway_stores import GatewayStores
 from cdk_constructs.model_store import ModelStore
 from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from compliance.acknowledgments import acknowledge
-from platform_config import PlatformConfig
+from platform_config import PlatformConfig, namespaces
 from stacks.foundation import FoundationStack
 
-INFERENCE_NAMESPACE = "inference"
+INFERENCE_NAMESPACE = namespaces.INFERENCE
 VLLM_SERVICE_ACCOUNT = "vllm"
 DOWNLOADER_SERVICE_ACCOUNT = "model-downloader"
 

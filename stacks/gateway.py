@@ -16,14 +16,14 @@ from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
 from k8s.namespaces import platform_labels
 from k8s.vllm import PORT as VLLM_PORT
-from platform_config import PlatformConfig
+from platform_config import PlatformConfig, namespaces
 from stacks.data import INFERENCE_NAMESPACE, DataStack
 from stacks.foundation import FoundationStack
 from stacks.observability import OBSERVABILITY_NAMESPACE, ObservabilityStack
 
-GATEWAY_NAMESPACE = "gateway"
+GATEWAY_NAMESPACE = namespaces.GATEWAY
 GATEWAY_SERVICE_ACCOUNT = "litellm"
-EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
+EXTERNAL_SECRETS_NAMESPACE = namespaces.EXTERNAL_SECRETS
 
 
 class GatewayStack(Stack):

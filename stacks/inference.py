@@ -15,13 +15,13 @@ from k8s.model_download import DownloadWiring, ModelDownloadJob
 from k8s.namespaces import platform_labels
 from k8s.node_pools import NodeClassInputs, NodePoolsChart
 from k8s.vllm import VllmWiring
-from platform_config import PlatformConfig
+from platform_config import PlatformConfig, namespaces
 from stacks.data import DOWNLOADER_SERVICE_ACCOUNT, INFERENCE_NAMESPACE, VLLM_SERVICE_ACCOUNT, DataStack
 from stacks.foundation import FoundationStack
 from stacks.observability import OBSERVABILITY_NAMESPACE, ObservabilityStack
 
-KEDA_NAMESPACE = "keda"
-GATEWAY_NAMESPACE = "gateway"
+KEDA_NAMESPACE = namespaces.KEDA
+GATEWAY_NAMESPACE = namespaces.GATEWAY
 
 
 class InferenceStack(Stack):

@@ -16,12 +16,12 @@ from k8s.metrics import (
     vllm_scrape_job,
 )
 from k8s.storage import DEFAULT_STORAGE_CLASS
-from platform_config import PlatformConfig
+from platform_config import PlatformConfig, namespaces
 from stacks.foundation import FoundationStack
 
-OBSERVABILITY_NAMESPACE = "observability"
-INFERENCE_NAMESPACE = "inference"
-GATEWAY_NAMESPACE = "gateway"
+OBSERVABILITY_NAMESPACE = namespaces.OBSERVABILITY
+INFERENCE_NAMESPACE = namespaces.INFERENCE
+GATEWAY_NAMESPACE = namespaces.GATEWAY
 VLLM_APP = "vllm"
 
 

@@ -1,0 +1,7 @@
+"""The namespaces the platform creates, by role (config defaults, stacks and charts all use these)."""
+
+INFERENCE = "inference"
+GATEWAY = "gateway"
+KEDA = "keda"
+EXTERNAL_SECRETS = "external-secrets"
+OBSERVABILITY = "observability"
