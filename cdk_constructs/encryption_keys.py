@@ -56,8 +56,9 @@ class EncryptionKeys(Construct):
     def allow_auto_mode_node_volumes(self, cluster_role: iam.IRole) -> None:
         """Let EKS Auto Mode encrypt node volumes with `node_volumes`.
 
-        The cluster role needs the data-key actions and CreateGrant restricted to AWS resources
-        (EKS User Guide, auto-kms); a NodeClass then names this key in `ephemeralStorage.kmsKeyID`.
+        The cluster role needs the data-key actions, and CreateGrant, ListGrants and RevokeGrant restricted
+        to AWS resources (EKS User Guide, auto-kms: grants are created when a volume attaches and revoked when
+        it is released); a NodeClass then names this key in `ephemeralStorage.kmsKeyID`.
         """
         principal = iam.ArnPrincipal(cluster_role.role_arn)
         self.node_volumes.add_to_resource_policy(
@@ -72,7 +73,7 @@ class EncryptionKeys(Construct):
             iam.PolicyStatement(
                 sid="AllowAutoModeClusterRoleToAttachVolumes",
                 principals=[principal],
-                actions=["kms:CreateGrant"],
+                actions=["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
                 resources=["*"],
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             )

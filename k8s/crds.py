@@ -74,7 +74,7 @@ def node_class(scope: Construct, id: str, *, name: str, spec: NodeClassSpec) -> 
             },
             "networkPolicy": spec.network_policy,
             "networkPolicyEventLogs": "Disabled",
-            "tags": dict(spec.tags),
+            **({"tags": dict(spec.tags)} if spec.tags else {}),
         },
     )
 
@@ -106,8 +106,10 @@ class NodePoolSpec:
     node_class: str
     requirements: Sequence[Requirement]
     limits: Mapping[str, str]
+    consolidation_policy: str
     consolidate_after: str
     expire_after: str
+    termination_grace_period: str
     max_nodes_disrupted: int
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: Sequence[Taint] = ()
@@ -119,6 +121,7 @@ def node_pool(scope: Construct, id: str, *, name: str, spec: NodePoolSpec) -> cd
         "nodeClassRef": {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": spec.node_class},
         "requirements": [r.render() for r in spec.requirements],
         "expireAfter": spec.expire_after,
+        "terminationGracePeriod": spec.termination_grace_period,
     }
     if spec.taints:
         template_spec["taints"] = [t.render() for t in spec.taints]
@@ -126,7 +129,7 @@ def node_pool(scope: Construct, id: str, *, name: str, spec: NodePoolSpec) -> cd
         "template": {"metadata": {"labels": dict(spec.labels)}, "spec": template_spec},
         "limits": dict(spec.limits),
         "disruption": {
-            "consolidationPolicy": "WhenEmptyOrUnderutilized",
+            "consolidationPolicy": spec.consolidation_policy,
             "consolidateAfter": spec.consolidate_after,
             "budgets": [{"nodes": str(spec.max_nodes_disrupted)}],
         },

@@ -35,7 +35,6 @@ class NodeClassInputs:
     subnet_terms: Sequence[Mapping[str, Any]]
     security_group_terms: Sequence[Mapping[str, Any]]
     node_volume_key_arn: str
-    tags: Mapping[str, str]
 
 
 def _duration(seconds: int) -> str:
@@ -122,7 +121,10 @@ class NodePoolsChart(cdk8s.Chart):
                 throughput=storage.throughput,
                 kms_key_arn=self._inputs.node_volume_key_arn,
                 network_policy=self._network_policy,
-                tags={**self._inputs.tags, "platform.genai/pool": name},
+                # No `tags`: Auto Mode's managed policies refuse user-defined tags on the instances they
+                # launch unless the cluster role gets an extra tag policy (EKS User Guide, auto-learn-iam,
+                # "Custom AWS tags for EKS Auto resources"); every launch would be denied. Auto Mode's own
+                # eks:eks-cluster-name / eks:kubernetes-node-pool-name tags already attribute cost per pool.
             ),
         )
         node_pool(
@@ -133,7 +135,9 @@ class NodePoolsChart(cdk8s.Chart):
                 node_class=name,
                 requirements=requirements,
                 limits=limits,
+                consolidation_policy=disruption.consolidation_policy,
                 consolidate_after=_duration(disruption.consolidate_after_seconds),
+                termination_grace_period=f"{disruption.termination_grace_period_hours}h",
                 expire_after=f"{disruption.expire_after_hours}h",
                 max_nodes_disrupted=disruption.max_nodes_disrupted,
                 labels={POOL_LABEL: name},

@@ -34,6 +34,12 @@ class NodeClassSettings(Settings):
 
 
 class PoolDisruption(Settings):
+    # WhenEmpty on accelerator pools: moving a running vLLM replica to a cheaper node costs a cold start
+    # (minutes) of capacity; an empty node is still removed after consolidate_after_seconds.
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
+        "WhenEmpty",
+        description="Which nodes Auto Mode may consolidate: only empty ones, or underused ones too (their pods move).",
+    )
     consolidate_after_seconds: int = Field(
         900, ge=0, description="How long a node stays empty or underused before it is consolidated."
     )
@@ -44,6 +50,25 @@ class PoolDisruption(Settings):
         description="Node lifetime before replacement; Auto Mode's maximum is 21 days (504 h).",
     )
     max_nodes_disrupted: int = Field(1, ge=1, description="Nodes a voluntary disruption may take at once.")
+    # Auto Mode applies 24 h when none is set (EKS User Guide, create-node-pool); set explicitly so the bound
+    # on a drain blocked by a PodDisruptionBudget is visible in the manifest.
+    termination_grace_period_hours: int = Field(
+        24,
+        ge=1,
+        le=168,
+        description="How long a drain may wait on a PodDisruptionBudget before Auto Mode deletes the pods anyway.",
+    )
+
+    @model_validator(mode="after")
+    def _within_auto_mode_lifetime(self) -> PoolDisruption:
+        lifetime = self.expire_after_hours + self.termination_grace_period_hours
+        if lifetime > AUTO_MODE_MAX_NODE_LIFETIME_HOURS:
+            raise ValueError(
+                f"expire_after_hours ({self.expire_after_hours}) + termination_grace_period_hours "
+                f"({self.termination_grace_period_hours}) is {lifetime} h, past Auto Mode's 21-day node lifetime "
+                f"({AUTO_MODE_MAX_NODE_LIFETIME_HOURS} h), which ends a blocked drain by force"
+            )
+        return self
 
 
 def _distinct(values: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -87,7 +112,9 @@ class CpuPoolSettings(Settings):
     cpu_limit: int = Field(64, ge=1, description="Most vCPUs the cpu pool may hold at once.")
     memory_limit_gib: int = Field(256, ge=1, description="Most memory (GiB) the cpu pool may hold at once.")
     node_class: NodeClassSettings = NodeClassSettings()
-    disruption: PoolDisruption = PoolDisruption(consolidate_after_seconds=60)
+    disruption: PoolDisruption = PoolDisruption(
+        consolidation_policy="WhenEmptyOrUnderutilized", consolidate_after_seconds=60
+    )
 
 
 class NodePoolSettings(Settings):

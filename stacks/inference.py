@@ -52,7 +52,6 @@ class InferenceStack(Stack):
                 subnet_terms=foundation.network.node_subnet_terms,
                 security_group_terms=foundation.cluster.security_group_terms,
                 node_volume_key_arn=foundation.keys.node_volumes.key_arn,
-                tags={"project": config.name, "environment": config.env_name},
             ),
             labels=labels,
         )

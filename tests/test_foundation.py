@@ -181,7 +181,8 @@ def test_node_volume_key_policy_admits_the_auto_mode_cluster_role(dev: Synthesiz
         ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
     )
     grant = statements["AllowAutoModeClusterRoleToAttachVolumes"]
-    assert grant["Action"] == "kms:CreateGrant"
+    # EKS User Guide, auto-kms: grants are created, listed and revoked as volumes attach and detach.
+    assert sorted(grant["Action"]) == ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 
 
