@@ -18,7 +18,8 @@ from constructs import Construct
 
 from k8s.network_policies import dns_egress, https_egress, pod_identity_egress
 from k8s.node_pools import POOL_LABEL
-from k8s.pod_security import restricted_container, restricted_pod
+from k8s.pod_security import restricted_container, restricted_pod, runtime_identity_env
+from k8s.vllm import VLLM_NO_TELEMETRY_ENV
 
 _TOKEN_FILE = "/secrets/hf-token"
 _WORK = "/models"
@@ -50,8 +51,10 @@ class ModelDownloadJob(Construct):
         restricted = restricted_container()
         env = [
             k8s.EnvVar(name="AWS_REGION", value=wiring.aws_region),
-            k8s.EnvVar(name="HOME", value="/tmp"),
+            *runtime_identity_env(home="/tmp"),
             k8s.EnvVar(name="HF_HOME", value="/tmp/huggingface"),
+            # The download step runs in the vLLM image (huggingface_hub sends usage telemetry too).
+            *VLLM_NO_TELEMETRY_ENV,
         ]
         mounts = [
             k8s.VolumeMount(name="secrets", mount_path="/secrets"),

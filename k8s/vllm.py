@@ -16,7 +16,7 @@ from constructs import Construct
 
 from k8s.network_policies import dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.node_pools import GPU_RESOURCE, NEURON_RESOURCE, POOL_LABEL
-from k8s.pod_security import restricted_container, restricted_pod
+from k8s.pod_security import restricted_container, restricted_pod, runtime_identity_env
 from k8s.probes import http_probe
 from platform_config.cold_start import COLD_START
 from platform_config.inference import VllmSettings
@@ -24,6 +24,15 @@ from platform_config.inference import VllmSettings
 PORT = 8000
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
+# Node-local emptyDir for every cache and the home directory (the root filesystem is read-only).
+CACHE_DIR = "/cache"
+# vLLM reports usage to its maintainers unless one of these is set (vllm/usage/usage_lib.py,
+# is_usage_stats_enabled); the pod has HTTPS egress for S3, so nothing else would stop it.
+VLLM_NO_TELEMETRY_ENV = (
+    k8s.EnvVar(name="VLLM_NO_USAGE_STATS", value="1"),
+    k8s.EnvVar(name="DO_NOT_TRACK", value="1"),
+    k8s.EnvVar(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
+)
 # Kubelet probe timing; the startup budget is a multiple of the period.
 STARTUP_PROBE_PERIOD_SECONDS = 10
 # The startup probe allows twice the in-container cold-start budget: a slow S3 read or a first
@@ -119,11 +128,16 @@ class VllmServer(Construct):
                 k8s.EnvVar(name="RUNAI_STREAMER_MEMORY_LIMIT", value=str(settings.streamer_memory_limit_gib * 2**30)),
                 # Weights and tokenizer come from S3: never call the Hugging Face hub at run time.
                 k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
-                k8s.EnvVar(name="HOME", value="/tmp"),
-                k8s.EnvVar(name="HF_HOME", value="/cache/huggingface"),
-                # torch.compile and CUDA graph caches on node-local storage (see COLD_START.engine_seconds).
-                k8s.EnvVar(name="VLLM_CACHE_ROOT", value="/cache/vllm"),
-                k8s.EnvVar(name="XDG_CACHE_HOME", value="/cache"),
+                *runtime_identity_env(home="/tmp"),
+                *VLLM_NO_TELEMETRY_ENV,
+                k8s.EnvVar(name="HF_HOME", value=CACHE_DIR + "/huggingface"),
+                # torch.compile, Triton and CUDA graph caches on node-local storage (COLD_START.engine_seconds);
+                # torch's default inductor dir is /tmp/torchinductor_<user>, which needs a user name first.
+                k8s.EnvVar(name="VLLM_CACHE_ROOT", value=CACHE_DIR + "/vllm"),
+                k8s.EnvVar(name="TORCHINDUCTOR_CACHE_DIR", value=CACHE_DIR + "/torchinductor"),
+                k8s.EnvVar(name="TRITON_CACHE_DIR", value=CACHE_DIR + "/triton"),
+                k8s.EnvVar(name="XDG_CACHE_HOME", value=CACHE_DIR),
+                k8s.EnvVar(name="XDG_CONFIG_HOME", value=CACHE_DIR + "/config"),
             ],
             resources=k8s.ResourceRequirements(
                 requests={
@@ -151,7 +165,7 @@ class VllmServer(Construct):
             security_context=restricted_container(),
             volume_mounts=[
                 k8s.VolumeMount(name="shm", mount_path="/dev/shm"),
-                k8s.VolumeMount(name="cache", mount_path="/cache"),
+                k8s.VolumeMount(name="cache", mount_path=CACHE_DIR),
                 k8s.VolumeMount(name="tmp", mount_path="/tmp"),
             ],
         )
@@ -237,14 +251,17 @@ class VllmServer(Construct):
             ),
         )
 
-        # At most one replica voluntarily down at a time; with one replica, eviction stays possible
-        # (a minAvailable of 1 would block node consolidation and expiry for good).
+        # A voluntary disruption (drain for drift, expiry, a person's `kubectl drain`) never takes the last
+        # Ready replica: with one replica the eviction waits until a second one is Ready (`kubectl rollout
+        # restart` surges one) or the pool's terminationGracePeriod ends the drain by force. A replica that is
+        # not Ready may always be evicted, so a crash-looping pod cannot pin a node.
         k8s.KubePodDisruptionBudget(
             self,
             "pdb",
             metadata=meta,
             spec=k8s.PodDisruptionBudgetSpec(
-                max_unavailable=k8s.IntOrString.from_number(1),
+                min_available=k8s.IntOrString.from_number(1),
+                unhealthy_pod_eviction_policy="AlwaysAllow",
                 selector=k8s.LabelSelector(match_labels=self.selector),
             ),
         )

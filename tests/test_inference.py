@@ -72,8 +72,13 @@ def test_gpu_pool(dev: Synthesized, prod: Synthesized) -> None:
     assert _requirement(prod.one("NodePool", "gpu"), "karpenter.sh/capacity-type") == ["on-demand"]
     assert spec["template"]["spec"]["taints"] == [{"key": GPU, "effect": "NoSchedule"}]
     assert spec["limits"] == {GPU: "8"}
-    assert spec["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    # Only empty GPU nodes are consolidated: moving a serving replica costs a cold start of capacity.
+    assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"
     assert spec["disruption"]["budgets"] == [{"nodes": "1"}]
+    # A drain blocked by the vLLM PDB waits at most a day, and node lifetime stays within Auto Mode's 21 days.
+    assert spec["template"]["spec"]["terminationGracePeriod"] == "24h"
+    lifetime = _seconds(spec["template"]["spec"]["expireAfter"]) + _seconds("24h")
+    assert lifetime <= AUTO_MODE_MAX_NODE_LIFETIME_HOURS * 3600
     assert _seconds(spec["template"]["spec"]["expireAfter"]) <= AUTO_MODE_MAX_NODE_LIFETIME_HOURS * 3600
     assert dev.one("NodeClass", "gpu")["spec"]["ephemeralStorage"]["size"] == "200Gi"
 
@@ -83,7 +88,9 @@ def test_neuron_and_cpu_pools(dev: Synthesized) -> None:
     assert _requirement(neuron, "eks.amazonaws.com/instance-family") == ["inf2", "trn1", "trn2"]
     assert neuron["spec"]["template"]["spec"]["taints"] == [{"key": "aws.amazon.com/neuron", "effect": "NoSchedule"}]
     assert neuron["spec"]["limits"] == {"aws.amazon.com/neuron": "16"}
+    assert neuron["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
     cpu = dev.one("NodePool", "cpu")
+    assert cpu["spec"]["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
     assert _requirement(cpu, "karpenter.sh/capacity-type") == ["spot", "on-demand"]
     assert "taints" not in cpu["spec"]["template"]["spec"]
     assert cpu["spec"]["limits"] == {"cpu": "64", "memory": "256Gi"}
@@ -147,6 +154,14 @@ def test_vllm_is_pod_security_restricted(dev: Synthesized) -> None:
     assert not any("hostPath" in v for v in pod["volumes"])
 
 
+def _allowed_disruptions(pdb: dict[str, Any], ready: int) -> int:
+    """What the Kubernetes disruption controller allows for a Deployment of `ready` healthy replicas
+    (kubernetes.io docs, "Specifying a Disruption Budget": integer minAvailable / maxUnavailable)."""
+    if "minAvailable" in pdb:
+        return max(0, ready - int(pdb["minAvailable"]))
+    return max(0, int(pdb["maxUnavailable"]))
+
+
 def test_graceful_drain(dev: Synthesized) -> None:
     pod = dev.one("Deployment", "vllm")["spec"]["template"]["spec"]
     vllm = dev.config.inference.vllm
@@ -159,7 +174,11 @@ def test_service_pdb_and_network_policy(dev: Synthesized) -> None:
     service = dev.one("Service", "vllm")
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
-    assert dev.one("PodDisruptionBudget", "vllm")["spec"]["maxUnavailable"] == 1
+    pdb = dev.one("PodDisruptionBudget", "vllm")["spec"]
+    assert pdb["selector"]["matchLabels"] == dev.one("Deployment", "vllm")["spec"]["selector"]["matchLabels"]
+    # The last Ready replica is never evicted; with two, one may go; an unready one may always go.
+    assert [_allowed_disruptions(pdb, ready) for ready in (1, 2, 3)] == [0, 1, 2]
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     policy = dev.one("NetworkPolicy", "vllm")["spec"]
     sources = [
         p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in policy["ingress"][0]["from"]
