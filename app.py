@@ -64,6 +64,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     )
     charts.record(foundation.namespaces, foundation)
     charts.record(foundation.storage, foundation)
+    charts.record(foundation.features, foundation)
     data = DataStack(
         app,
         f"{config.prefix}-data",
@@ -110,9 +111,9 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
         )
         gateway.add_stack_dependency(inference)
     platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference, gateway)
-    for stack in platform.stacks:
-        for warning in config.warnings():
-            cdk.Annotations.of(stack).add_warning_v2("platform:config", warning)
+    # Once, on the stack that holds the cluster the warnings are about.
+    for warning in config.warnings():
+        cdk.Annotations.of(foundation).add_warning_v2("platform:config", warning)
     tags = {"project": config.name, "environment": config.env_name, **config.tags}
     for key, value in tags.items():
         cdk.Tags.of(app).add(key, value)
@@ -162,8 +163,6 @@ def main() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for warning in config.warnings():
-        print(f"warning: {warning}", file=sys.stderr)
     dist = Path(str(app.node.try_get_context("dist_dir") or "dist"))
     platform = build_platform(app, config, dist / "k8s")
     app.synth()

@@ -74,6 +74,17 @@ IamPrincipalArn = Annotated[
 ]
 
 
+# RFC 5737: addresses reserved for documentation, which no real client has.
+_DOCUMENTATION_RANGES = tuple(
+    ipaddress.IPv4Network(cidr) for cidr in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+
+
+def _is_documentation_range(cidr: str) -> bool:
+    network = ipaddress.IPv4Network(cidr)
+    return any(network.subnet_of(documentation) for documentation in _DOCUMENTATION_RANGES)
+
+
 def _retention(days: int) -> int:
     if days not in LOG_RETENTION_DAYS:
         raise ValueError(f"must be one of CloudWatch Logs' retention values {list(LOG_RETENTION_DAYS)}")
@@ -242,6 +253,15 @@ class PlatformConfig(Settings):
             raise ValueError("an existing VPC needs availability_zones, one per private subnet id")
         if self.production and self.cluster.endpoint_access != "private":
             raise ValueError("production requires cluster.endpoint_access 'private'")
+        primary = self.inference.vllm.served_model_name
+        for index, extra in enumerate(self.gateway.extra_models):
+            if extra.model_name == primary:
+                raise ValueError(
+                    f"gateway.extra_models.{index}.model_name {primary!r} is the vLLM model's name "
+                    "(inference.vllm.served_model_name): the gateway would shuffle requests between vLLM and "
+                    f"{extra.litellm_model}; give it its own name and set fallback_for_primary to true to use "
+                    "it only when vLLM fails"
+                )
         names = [ns.name for ns in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError(f"namespaces lists a name twice: {names}")
@@ -261,5 +281,19 @@ class PlatformConfig(Settings):
                 f"cluster.kubernetes_version {version} left EKS standard support on "
                 f"{KUBERNETES_STANDARD_SUPPORT_ENDS[version]}: the control plane is billed at the "
                 "extended-support rate of $0.60/h instead of $0.10/h; upgrade to 1.35 or 1.36"
+            )
+        if not self.cluster.admin_principal_arns:
+            found.append(
+                "cluster.admin_principal_arns is empty: no person gets an EKS access entry, so nobody can use "
+                "kubectl on this cluster; list your admin role ARNs (keep personal values in cdk.context.json, "
+                "see the README's Deploy section)"
+            )
+        if self.cluster.endpoint_access == "public_and_private" and all(
+            _is_documentation_range(cidr) for cidr in self.cluster.public_access_cidrs
+        ):
+            found.append(
+                f"cluster.public_access_cidrs {list(self.cluster.public_access_cidrs)} are documentation ranges "
+                "(RFC 5737) that reach nothing: the public API endpoint admits nobody; list the networks you "
+                "run kubectl from"
             )
         return found

@@ -15,6 +15,7 @@ from cdk_constructs.auto_mode_cluster import AutoModeCluster
 from cdk_constructs.cluster_addons import ClusterAddons
 from cdk_constructs.encryption_keys import EncryptionKeys
 from cdk_constructs.network import PlatformNetwork
+from k8s.cluster_features import ClusterFeaturesChart
 from k8s.namespaces import PlatformNamespaces, platform_labels
 from k8s.storage import PlatformStorageChart
 from platform_config import PlatformConfig
@@ -67,3 +68,5 @@ class FoundationStack(Stack):
             labels=labels,
         )
         self.cluster.cluster.add_cdk8s_chart("PlatformStorage", self.storage)
+        self.features = ClusterFeaturesChart(k8s_app, "cluster-features", labels=labels)
+        self.cluster.cluster.add_cdk8s_chart("ClusterFeatures", self.features)

@@ -171,18 +171,42 @@ def test_every_error_is_reported_at_once() -> None:
     assert "cluster.kubernetes_version" in str(raised.value)
 
 
+# Overrides that silence the access warnings, so a test sees only the warning it is about.
+REACHABLE = {
+    "cluster.admin_principal_arns": '["arn:aws:iam::123456789012:role/Admin"]',
+    "cluster.public_access_cidrs": '["198.18.0.0/24"]',
+}
+
+
 def test_extended_support_version_warns_about_the_price() -> None:
-    config = config_for("dev", **{"cluster.kubernetes_version": "1.33"})
+    config = config_for("dev", **{"cluster.kubernetes_version": "1.33", **REACHABLE})
     (warning,) = config.warnings(today=date(2026, 11, 26))
     assert "1.33 left EKS standard support on 2026-07-29" in warning
     assert "$0.60/h instead of $0.10/h" in warning
-    assert config_for("dev").warnings(today=date(2026, 11, 26)) == []
+    assert config_for("dev", **REACHABLE).warnings(today=date(2026, 11, 26)) == []
 
 
 def test_standard_support_ends_are_respected_by_date() -> None:
-    config = config_for("dev", **{"cluster.kubernetes_version": "1.34"})
+    config = config_for("dev", **{"cluster.kubernetes_version": "1.34", **REACHABLE})
     assert config.warnings(today=date(2026, 12, 1)) == []
     assert len(config.warnings(today=date(2026, 12, 3))) == 1
+
+
+def test_a_cluster_nobody_can_reach_is_warned_about() -> None:
+    """Dev's defaults: no admin access entry and a public endpoint open only to a documentation range."""
+    warnings = config_for("dev").warnings(today=date(2026, 11, 26))
+    assert len(warnings) == 2
+    assert "cluster.admin_principal_arns is empty: no person gets an EKS access entry" in warnings[0]
+    assert "cdk.context.json" in warnings[0]
+    assert "cluster.public_access_cidrs ['192.0.2.0/24'] are documentation ranges (RFC 5737)" in warnings[1]
+    # Any documentation range alone, or a subnet of one, still reaches nobody; one real network is enough.
+    for cidrs in ('["203.0.113.0/24", "198.51.100.0/25"]', '["192.0.2.128/25"]'):
+        only_docs = config_for("dev", **{"cluster.public_access_cidrs": cidrs})
+        assert any("documentation ranges" in w for w in only_docs.warnings(today=date(2026, 11, 26)))
+    mixed = config_for("dev", **{"cluster.public_access_cidrs": '["192.0.2.0/24", "198.18.0.0/24"]'})
+    assert not any("documentation ranges" in w for w in mixed.warnings(today=date(2026, 11, 26)))
+    # A private endpoint has no public allowlist to warn about.
+    assert not any("documentation" in w for w in config_for("prod").warnings(today=date(2026, 11, 26)))
 
 
 def test_readme_configuration_reference_is_current() -> None:
@@ -265,6 +289,12 @@ def test_readme_configuration_reference_is_current() -> None:
             {"inference.model_store.download_job": "true"},
             "download_job needs hf_token_secret_name",
             id="download-without-token-secret",
+        ),
+        pytest.param(
+            {"inference.node_pools.gpu.disruption.expire_after_hours": "481"},
+            "expire_after_hours (481) + termination_grace_period_hours (24) is 505 h, past Auto Mode's 21-day "
+            "node lifetime (504 h)",
+            id="expiry-plus-drain-beyond-auto-mode-maximum",
         ),
         pytest.param(
             {"inference.metrics.scrape_interval_seconds": "30"},
