@@ -70,8 +70,6 @@ class GatewayStores(Construct):
             else [],
             serverless_v2_min_capacity=settings.database_min_acu,
             serverless_v2_max_capacity=settings.database_max_acu,
-            # 0 ACU lets a dev database pause when idle (Aurora PostgreSQL 16.3+).
-            serverless_v2_auto_pause_duration=Duration.minutes(30) if settings.database_min_acu == 0 else None,
             default_database_name=DATABASE_NAME,
             credentials=rds.Credentials.from_username(DATABASE_USER, encryption_key=key),
             # RDS creates, stores and rotates the password in Secrets Manager (every 7 days by default).
@@ -207,6 +205,16 @@ class GatewayStores(Construct):
             removal=secret_removal,
             no_rotation_reason="The LiteLLM master key signs virtual keys stored in the database; rotating it "
             "means re-keying them, an operator action, not a scheduled rotation.",
+        )
+        self.salt_key_secret = self._generated_secret(
+            "SaltKey",
+            description=f"{prefix}: LiteLLM salt key (encrypts the model credentials LiteLLM stores in its database)",
+            template={},
+            field="key",
+            length=48,
+            removal=secret_removal,
+            no_rotation_reason="The LiteLLM salt key encrypts credentials stored in the database; a new key would "
+            "leave them unreadable, so it changes only with a re-encryption, an operator action.",
         )
         self.database_host = self.database.cluster_endpoint.hostname
 

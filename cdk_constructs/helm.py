@@ -300,3 +300,53 @@ class ExternalSecrets(Construct):
             namespace=namespace,
             values=values,
         )
+
+
+# Stakater Reloader 2.2.16 (app v1.4.21; stakater/Reloader deployments/kubernetes/chart/reloader). Restarts
+# a workload when a Secret it names changes; watches only the namespaces it is given (Roles, no ClusterRole).
+RELOADER = ChartPin("https://stakater.github.io/stakater-charts", "reloader", "2.2.16")
+
+
+class Reloader(Construct):
+    """Stakater Reloader: rolling restart of a Deployment when a Secret named in its
+    `secret.reloader.stakater.com/reload` annotation changes.
+
+    A process that reads a credential once at start (LiteLLM's DATABASE_URL) never sees a rotated value
+    otherwise. `reloadStrategy: annotations` patches the pod template, so the restart is an ordinary rolling
+    update under the Deployment's own surge and PDB; Reloader compares a hash of the Secret's data, so
+    External Secrets' periodic refreshes restart nothing unless a value changed.
+    """
+
+    def __init__(
+        self, scope: Construct, id: str, *, cluster: eks.ICluster, namespace: str, watched_namespaces: list[str]
+    ) -> None:
+        super().__init__(scope, id)
+        self.values: dict[str, Any] = {
+            "reloader": {
+                "watchGlobally": False,
+                "namespaces": list(watched_namespaces),
+                "ignoreConfigMaps": True,
+                "reloadStrategy": "annotations",
+                "enableHA": True,
+                "readOnlyRootFileSystem": True,
+                "deployment": {
+                    "replicas": 2,
+                    # The chart's container context is empty, which Pod Security `restricted` refuses.
+                    "containerSecurityContext": RESTRICTED_CONTAINER,
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    # With limits set the chart derives GOMAXPROCS and GOMEMLIMIT from them.
+                    "resources": _resources("10m", "128Mi", cpu_limit="100m"),
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                },
+                "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            }
+        }
+        self.chart = _helm(
+            self,
+            "Chart",
+            cluster=cluster,
+            pin=RELOADER,
+            release="reloader",
+            namespace=namespace,
+            values=self.values,
+        )

@@ -29,7 +29,12 @@ from k8s.gateway_config import (
     DATABASE_URL_ENV,
     MASTER_KEY_ENV,
     POSTGRES_PORT,
-    REDIS_URL_ENV,
+    REDIS_CLUSTER_NODES_ENV,
+    REDIS_HOST_ENV,
+    REDIS_PASSWORD_ENV,
+    REDIS_PORT_ENV,
+    REDIS_SSL_ENV,
+    REDIS_USERNAME_ENV,
     VALKEY_PORT,
     Backend,
     StateStores,
@@ -37,7 +42,7 @@ from k8s.gateway_config import (
 )
 from k8s.metrics import LITELLM_TOKEN_SECRET
 from k8s.network_policies import default_deny, dns_egress, https_egress, namespace_peer, pod_identity_egress, port
-from k8s.pod_security import restricted_container, restricted_pod
+from k8s.pod_security import restricted_container, restricted_pod, runtime_identity_env
 from k8s.probes import http_probe
 from platform_config.gateway import GatewaySettings
 
@@ -48,6 +53,17 @@ INGRESS_CLASS = "alb-gateway"
 ALB_CONTROLLER = "eks.amazonaws.com/alb"
 # The Kubernetes Secret the secrets mechanism fills from Secrets Manager (never written by CDK).
 SECRET_NAME = "litellm"
+# How often External Secrets re-reads Secrets Manager: bounds how long after an RDS password rotation new
+# database connections still use the old password (plus one rolling restart by Reloader).
+SECRET_REFRESH = "5m"
+# Stakater Reloader rolls the Deployment when this Secret's data changes (its annotation, README "Usage").
+RELOAD_ON_SECRET_ANNOTATION = "secret.reloader.stakater.com/reload"
+# LiteLLM writes a baseline migration here on a database with a schema but no migration history; its
+# package dir is on the read-only root (LiteLLM docs, prod "read-only file system"; litellm_proxy_extras/utils.py).
+MIGRATION_DIR = "/var/lib/litellm/migrations"
+# LiteLLM bounds its readiness DB check at 4 s (health_endpoints DB_READINESS_PROBE_DEADLINE_SECONDS): the
+# probe must wait longer, or a slow but successful check counts as a failure.
+READINESS_TIMEOUT_SECONDS = 5
 REQUESTS_METRIC = "litellm_proxy_total_requests_metric_total"
 CHECKOV_SKIPS = {
     "CKV_K8S_35": "LiteLLM reads its master key and database and Redis credentials only from environment "
@@ -61,6 +77,7 @@ class GatewaySecrets:
 
     region: str
     master_key_arn: str
+    salt_key_arn: str
     database_secret_arn: str
     database_host: str
     cache_secret_arn: str
@@ -115,6 +132,7 @@ class GatewayChart(cdk8s.Chart):
             )
 
         timeout = settings.router.timeout_seconds
+        cache_host = wiring.secrets.cache_host
         container = k8s.Container(
             name="litellm",
             image=settings.image,
@@ -125,10 +143,19 @@ class GatewayChart(cdk8s.Chart):
                 # Offline start: the bundled cost map, and no Hugging Face hub calls (FACTS.md).
                 k8s.EnvVar(name="LITELLM_LOCAL_MODEL_COST_MAP", value="True"),
                 k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
-                k8s.EnvVar(name="HOME", value="/tmp"),
+                *runtime_identity_env(home="/tmp"),
+                k8s.EnvVar(name="LITELLM_MIGRATION_DIR", value=MIGRATION_DIR),
                 secret_env(MASTER_KEY_ENV, "master-key"),
+                # Encrypts credentials LiteLLM stores in its database (LiteLLM production guide); without it
+                # they are encrypted with the master key. Never rotated: stored values would become unreadable.
+                secret_env("LITELLM_SALT_KEY", "salt-key"),
                 secret_env(DATABASE_URL_ENV, "database-url"),
-                secret_env(REDIS_URL_ENV, "redis-url"),
+                k8s.EnvVar(name=REDIS_HOST_ENV, value=cache_host),
+                k8s.EnvVar(name=REDIS_PORT_ENV, value=str(VALKEY_PORT)),
+                k8s.EnvVar(name=REDIS_CLUSTER_NODES_ENV, value=f'[{{"host": "{cache_host}", "port": {VALKEY_PORT}}}]'),
+                k8s.EnvVar(name=REDIS_USERNAME_ENV, value=CACHE_USER),
+                k8s.EnvVar(name=REDIS_SSL_ENV, value="True"),
+                secret_env(REDIS_PASSWORD_ENV, "redis-password"),
                 *(
                     [
                         k8s.EnvVar(name="LANGFUSE_HOST", value=settings.langfuse_host),
@@ -144,21 +171,27 @@ class GatewayChart(cdk8s.Chart):
                 limits={"cpu": k8s.Quantity.from_string("2"), "memory": k8s.Quantity.from_string("2Gi")},
             ),
             # Never /health: it calls every model (FACTS.md).
-            startup_probe=http_probe("/health/readiness", period=5, failures=24),
-            readiness_probe=http_probe("/health/readiness", period=5, failures=3),
+            startup_probe=http_probe("/health/readiness", period=5, failures=24, timeout=READINESS_TIMEOUT_SECONDS),
+            readiness_probe=http_probe("/health/readiness", period=5, failures=3, timeout=READINESS_TIMEOUT_SECONDS),
             liveness_probe=http_probe("/health/liveliness", period=10, failures=3),
             lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=10))),
             security_context=restricted_container(),
             volume_mounts=[
                 k8s.VolumeMount(name="config", mount_path="/etc/litellm", read_only=True),
                 k8s.VolumeMount(name="tmp", mount_path="/tmp"),
+                k8s.VolumeMount(name="migrations", mount_path=MIGRATION_DIR),
             ],
         )
         k8s.KubeDeployment(
             self,
             "deployment",
             metadata=meta(
-                annotations={f"checkov.io/skip{i}": f"{c}={why}" for i, (c, why) in enumerate(CHECKOV_SKIPS.items(), 1)}
+                annotations={
+                    **{f"checkov.io/skip{i}": f"{c}={why}" for i, (c, why) in enumerate(CHECKOV_SKIPS.items(), 1)},
+                    # The proxy reads its credentials once, at start: a rotated database password reaches it
+                    # through a rolling restart when External Secrets updates the Secret.
+                    RELOAD_ON_SECRET_ANNOTATION: SECRET_NAME,
+                }
             ),
             spec=k8s.DeploymentSpec(
                 selector=k8s.LabelSelector(match_labels=selector),
@@ -179,6 +212,10 @@ class GatewayChart(cdk8s.Chart):
                             k8s.Volume(
                                 name="tmp",
                                 empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi")),
+                            ),
+                            k8s.Volume(
+                                name="migrations",
+                                empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("64Mi")),
                             ),
                         ],
                         node_selector={"platform.genai/pool": "cpu"},
@@ -376,19 +413,20 @@ class GatewayChart(cdk8s.Chart):
             store="aws-secrets-manager",
             values=[
                 RemoteValue("masterkey", secrets.master_key_arn, "key"),
+                RemoteValue("saltkey", secrets.salt_key_arn, "key"),
                 RemoteValue("dbuser", secrets.database_secret_arn, "username"),
                 RemoteValue("dbpassword", secrets.database_secret_arn, "password"),
                 RemoteValue("cachepassword", secrets.cache_secret_arn, "password"),
                 *langfuse_values,
             ],
+            refresh=SECRET_REFRESH,
             template={
                 **langfuse_template,
                 # LiteLLM master keys start with sk-.
                 "master-key": "sk-{{ .masterkey }}",
+                "salt-key": "{{ .saltkey }}",
                 "database-url": "postgresql://{{ .dbuser }}:{{ .dbpassword | urlquery }}@"
                 + f"{secrets.database_host}:{POSTGRES_PORT}/{DATABASE_NAME}?sslmode=require",
-                "redis-url": f"rediss://{CACHE_USER}:"
-                + "{{ .cachepassword | urlquery }}@"
-                + f"{secrets.cache_host}:{VALKEY_PORT}",
+                "redis-password": "{{ .cachepassword }}",
             },
         )

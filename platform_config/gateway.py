@@ -95,10 +95,37 @@ class GatewayAutoscalingSettings(Settings):
         return self
 
 
+def _half_acu_step(value: float) -> float:
+    # Aurora Serverless v2 capacity is set in steps of 0.5 ACU (Aurora User Guide, aurora-serverless-v2 capacity).
+    if (value * 2) != int(value * 2):
+        raise ValueError("must be a multiple of 0.5 ACU (Aurora Serverless v2 capacity steps)")
+    return value
+
+
+def _no_auto_pause(value: float) -> float:
+    if value < 0.5:
+        raise ValueError(
+            "must be at least 0.5 ACU: at 0 Aurora would pause, which LiteLLM's open connections prevent, and a "
+            "resume (about 15 s) outlasts LiteLLM's readiness check, taking every gateway replica out at once"
+        )
+    return value
+
+
 class GatewayStoreSettings(Settings):
-    # Aurora Serverless v2 pauses at 0 ACU after idling; resuming takes about 15 s, fine for dev.
-    database_min_acu: float = Field(0, ge=0, le=256, description="Aurora Serverless v2 minimum (0 pauses when idle).")
-    database_max_acu: float = Field(4, ge=1, le=256, description="Aurora Serverless v2 maximum ACUs.")
+    # Not 0 (auto-pause): LiteLLM holds Prisma's connection pool open and writes to the database every
+    # ~10 s (spend batches) and 60 s (worker heartbeat), and Aurora pauses only with no user connection
+    # open (Aurora User Guide, aurora-serverless-v2-auto-pause), so 0 would never pause while the gateway
+    # runs; if it did, a ~15 s resume outlasts LiteLLM's 4 s readiness deadline and every replica turns
+    # unready at once. 0.5 ACU is the smallest running capacity.
+    database_min_acu: Annotated[float, AfterValidator(_half_acu_step), AfterValidator(_no_auto_pause)] = Field(
+        0.5,
+        le=256,
+        description="Aurora Serverless v2 minimum ACUs (0.5 steps; 0, auto-pause, is refused: LiteLLM's open "
+        "connections keep the database from pausing).",
+    )
+    database_max_acu: Annotated[float, AfterValidator(_half_acu_step)] = Field(
+        4, ge=1, le=256, description="Aurora Serverless v2 maximum ACUs (0.5 steps)."
+    )
     cache_max_storage_gb: int = Field(5, ge=1, le=5000, description="ElastiCache Serverless data storage cap (GB).")
     cache_max_ecpu_per_second: int = Field(
         5000, ge=1000, le=15_000_000, description="ElastiCache Serverless ECPU/s cap (a cost cap)."

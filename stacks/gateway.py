@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cdk_constructs.helm import ExternalSecrets
+from cdk_constructs.helm import ExternalSecrets, Reloader
 from cdk_constructs.manifests import AppliedCharts
 from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
@@ -80,6 +80,7 @@ class GatewayStack(Stack):
             namespace=EXTERNAL_SECRETS_NAMESPACE,
             readable_secret_arns=[
                 stores.master_key_secret.secret_arn,
+                stores.salt_key_secret.secret_arn,
                 stores.database_secret_arn,
                 stores.cache_secret.secret_arn,
                 *([named_secret_policy_arn(langfuse_keys.secret_arn)] if langfuse_keys else []),
@@ -102,6 +103,7 @@ class GatewayStack(Stack):
                 secrets=GatewaySecrets(
                     region=self.region,
                     master_key_arn=stores.master_key_secret.secret_arn,
+                    salt_key_arn=stores.salt_key_secret.secret_arn,
                     database_secret_arn=stores.database_secret_arn,
                     database_host=stores.database_host,
                     cache_secret_arn=stores.cache_secret.secret_arn,
@@ -111,6 +113,15 @@ class GatewayStack(Stack):
             ),
             labels=platform_labels(config),
         )
+        # Rolls the proxy when External Secrets updates its Secret (a rotated database password).
+        self.reloader = Reloader(
+            self,
+            "Reloader",
+            cluster=cluster,
+            namespace=EXTERNAL_SECRETS_NAMESPACE,
+            watched_namespaces=[GATEWAY_NAMESPACE],
+        )
         manifest = charts.apply(self, "Gateway", cluster=cluster, chart=self.chart)
         # The SecretStore and ExternalSecret need the operator's CRDs first.
         manifest.node.add_dependency(self.external_secrets.chart)
+        manifest.node.add_dependency(self.reloader.chart)

@@ -67,7 +67,6 @@ def test_config_map_holds_the_generated_config(gateway: Synthesized) -> None:
     (deployment,) = config["model_list"]
     assert deployment["litellm_params"]["api_base"] == "http://vllm.inference.svc.cluster.local:8000/v1"
     assert config["router_settings"]["num_retries"] == 2
-    assert config["router_settings"]["redis_url"] == "os.environ/REDIS_URL"
     assert config["general_settings"] == {
         "master_key": "os.environ/LITELLM_MASTER_KEY",
         "database_url": "os.environ/DATABASE_URL",
@@ -135,7 +134,9 @@ def test_aurora_serverless_v2_encrypted_tls_private_with_managed_password(dev: S
     assert "KmsKeyId" in cluster
     assert cluster["ManageMasterUserPassword"] is True
     assert "MasterUserPassword" not in cluster
-    assert cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0
+    # Never 0 (auto-pause): LiteLLM's open connections keep Aurora awake, and a resume fails readiness.
+    assert cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0.5
+    assert "SecondsUntilAutoPause" not in cluster["ServerlessV2ScalingConfiguration"]
     prod_cluster = only(resources_of(_data(prod), "AWS::RDS::DBCluster"))["Properties"]
     assert prod_cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0.5
     assert prod_cluster["DeletionProtection"] is True
@@ -184,11 +185,72 @@ def test_proxy_secret_is_built_by_external_secrets_from_secrets_manager(dev: Syn
     assert "auth" not in store["spec"]["provider"]["aws"]  # the controller's Pod Identity
     external = dev.one("ExternalSecret", "litellm")["spec"]
     assert external["target"]["name"] == "litellm"
-    assert set(external["target"]["template"]["data"]) == {"master-key", "database-url", "redis-url"}
-    assert external["target"]["template"]["data"]["redis-url"].startswith("rediss://litellm:")
+    assert set(external["target"]["template"]["data"]) == {"master-key", "salt-key", "database-url", "redis-password"}
+    assert external["refreshInterval"] == "5m"
     (container,) = dev.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
     referenced = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
     assert referenced == set(external["target"]["template"]["data"])
+    env = {e["name"]: e for e in container["env"]}
+    # The salt key is a secret of its own, not the master key (LiteLLM production guide).
+    assert env["LITELLM_SALT_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "salt-key"
+    remote = {d["secretKey"]: d["remoteRef"]["key"] for d in external["data"]}
+    assert remote["saltkey"] != remote["masterkey"]
+
+
+def test_proxy_uses_a_tls_cluster_client_for_elasticache_serverless(dev: Synthesized) -> None:
+    """ElastiCache Serverless is cluster mode only: REDIS_CLUSTER_NODES makes LiteLLM build its cluster
+    client, REDIS_SSL turns TLS on, REDIS_USERNAME names the RBAC user (proved with a real cluster in
+    test_gateway_pod_contract.py)."""
+    (container,) = dev.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["REDIS_SSL"]["value"] == "True"
+    assert env["REDIS_USERNAME"]["value"] == "litellm"
+    nodes = env["REDIS_CLUSTER_NODES"]["value"]
+    assert nodes.startswith('[{"host": "<deploy-time ')
+    assert "CacheFA329FB1EndpointAddress" in nodes
+    assert nodes.endswith(', "port": 6379}]')
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "litellm", "key": "redis-password"}
+    config: dict[str, Any] = yaml.safe_load(dev.one("ConfigMap", "litellm")["data"]["config.yaml"])
+    assert "redis_url" not in config["router_settings"]
+    assert config["router_settings"]["redis_host"] == "os.environ/REDIS_HOST"
+
+
+def test_read_only_root_has_a_writable_migration_dir_and_a_patient_readiness_probe(dev: Synthesized) -> None:
+    pod = dev.one("Deployment", "litellm")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts[env["LITELLM_MIGRATION_DIR"]]]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # LiteLLM gives its readiness DB check up to 4 s (DB_READINESS_PROBE_DEADLINE_SECONDS).
+    assert container["readinessProbe"]["timeoutSeconds"] == 5
+    assert container["startupProbe"]["timeoutSeconds"] == 5
+
+
+def test_reloader_restarts_the_proxy_when_its_secret_changes(dev: Synthesized) -> None:
+    import json
+
+    from tests.conftest import resources_of
+
+    deployment = dev.one("Deployment", "litellm")
+    assert deployment["metadata"]["annotations"]["secret.reloader.stakater.com/reload"] == "litellm"
+    (chart,) = [
+        r["Properties"]
+        for r in resources_of(dev.stack_json("gateway"), "Custom::AWSCDK-EKS-HelmChart").values()
+        if r["Properties"]["Chart"] == "reloader"
+    ]
+    assert chart["Repository"] == "https://stakater.github.io/stakater-charts"
+    assert chart["Version"] == "2.2.16"
+    values = json.loads(chart["Values"])["reloader"]
+    assert values["watchGlobally"] is False
+    assert values["namespaces"] == ["gateway"]
+    assert values["reloadStrategy"] == "annotations"
+    container = values["deployment"]["containerSecurityContext"]
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["runAsNonRoot"] is True
+    assert container["readOnlyRootFilesystem"] is True
 
 
 def test_external_secrets_controller_reads_only_the_gateway_secrets(dev: Synthesized) -> None:
@@ -206,7 +268,7 @@ def test_external_secrets_controller_reads_only_the_gateway_secrets(dev: Synthes
     ]
     (statements,) = policies
     (read,) = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
-    assert len(read["Resource"]) == 3
+    assert len(read["Resource"]) == 4  # master key, salt key, database password, cache password
     assert "*" not in str(read["Resource"])
 
 
@@ -250,8 +312,9 @@ def test_tracing_and_a_bedrock_fallback(synth_in: Any) -> None:
     config: dict[str, Any] = yaml.safe_load(synth.one("ConfigMap", "litellm")["data"]["config.yaml"])
     assert config["litellm_settings"]["callbacks"] == ["prometheus", "langfuse"]
     assert config["router_settings"]["fallbacks"] == [{"llama-3.1-8b-instruct": ["claude"]}]
-    # Two deployments now: cooldowns apply again.
+    # Each group has one deployment: neither may be cooled down (locked out) after a failure.
     assert config["router_settings"]["allowed_fails"] == 0
+    assert [m["model_info"]["cooldown_time"] for m in config["model_list"]] == [0, 0]
     (container,) = synth.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["LANGFUSE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "litellm", "key": "langfuse-secret-key"}
@@ -259,6 +322,33 @@ def test_tracing_and_a_bedrock_fallback(synth_in: Any) -> None:
     text = json.dumps(resources_of(gateway, "AWS::IAM::ManagedPolicy"))
     assert f"foundation-model/{model}" in text
     assert "secret:genai/langfuse-??????" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "gateway.stores.database_min_acu: must be at least 0.5 ACU: at 0 Aurora would pause"),
+        ("0.3", "gateway.stores.database_min_acu: must be a multiple of 0.5 ACU"),
+    ],
+)
+def test_aurora_minimum_is_a_running_capacity(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        config_for("dev", **{"gateway.stores.database_min_acu": value})
+    assert config_for("dev", **{"gateway.stores.database_min_acu": "0.5"}).gateway.stores.database_min_acu == 0.5
+    assert config_for("dev", **{"gateway.stores.database_min_acu": "1.5"}).gateway.stores.database_min_acu == 1.5
+
+
+def test_an_extra_model_may_not_take_the_vllm_model_name() -> None:
+    import json
+
+    clash = json.dumps([{"model_name": "llama-3.1-8b-instruct", "litellm_model": "bedrock/meta.llama3-1-8b"}])
+    with pytest.raises(ConfigError) as raised:
+        config_for("dev", **{"gateway.extra_models": clash})
+    assert (
+        "gateway.extra_models.0.model_name 'llama-3.1-8b-instruct' is the vLLM model's name "
+        "(inference.vllm.served_model_name): the gateway would shuffle requests between vLLM and "
+        "bedrock/meta.llama3-1-8b; give it its own name and set fallback_for_primary to true"
+    ) in str(raised.value)
 
 
 def test_tracing_needs_its_keys() -> None:

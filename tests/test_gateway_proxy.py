@@ -12,6 +12,7 @@ Needs `make .venv-litellm/.installed` (requirements-litellm.txt); without it eve
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -308,8 +309,8 @@ def test_a_killed_backend_loses_no_request_and_gets_traffic_after_cooldown(
 
 def test_single_backend_recovers_at_once_without_a_cooldown_lockout() -> None:
     """In the cluster LiteLLM has one deployment, the vLLM Service. A cooldown there would lock the model
-    out for cooldown_time after two failures (measured: 429 "No deployments available" even after vLLM
-    came back), so the generated config disables cooldowns when there is a single deployment."""
+    out for cooldown_time (30 s here, the real setting) after a failure: 429 "No deployments available" even
+    after vLLM came back. The generated config exempts a group of one from cooldowns."""
     with StubBackend(name="only") as only:
         config = litellm_config(
             config_for("dev").gateway,  # the real settings, cooldown 30 s
@@ -317,14 +318,51 @@ def test_single_backend_recovers_at_once_without_a_cooldown_lockout() -> None:
             backends=[Backend(api_base=f"http://127.0.0.1:{only.port}/v1")],
             stores=StateStores(redis=False, database=False),
         )
-        assert config["router_settings"]["disable_cooldowns"] is True
+        assert config["model_list"][0]["model_info"]["cooldown_time"] == 0
+        assert config["router_settings"]["cooldown_time"] == 30
         with running_proxy(config, master_key=f"sk-test-{secrets.token_urlsafe(16)}") as server:
             assert server.chat(MODEL).status == 200
             only.stop()
-            failed = [server.chat(MODEL).status for _ in range(2)]
+            failed = [server.chat(MODEL).status for _ in range(3)]
             assert all(status >= 500 for status in failed), failed
             only.start()
             assert server.chat(MODEL).status == 200  # well inside the 30 s a cooldown would last
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["extra-model", "extra-model-as-fallback"])
+def test_an_extra_model_never_locks_the_vllm_model_out(fallback: bool) -> None:
+    """With an extra model (a Bedrock model in the cluster; a stub here) the vLLM group still has one
+    deployment. Killing and restoring vLLM must never give 429 once it is healthy, and with a fallback no
+    request may go on to the fallback once vLLM answers again. Real settings: a 30 s cooldown would show."""
+    extra = json.dumps(
+        [{"model_name": "extra", "litellm_model": "hosted_vllm/extra", "fallback_for_primary": fallback}]
+    )
+    settings = config_for("dev", **{"gateway.extra_models": extra}).gateway
+    with StubBackend(name="vllm") as vllm, StubBackend(name="extra") as extra_stub:
+        config = litellm_config(
+            settings,
+            served_model_name=MODEL,
+            backends=[Backend(api_base=vllm.base_url)],
+            stores=StateStores(redis=False, database=False),
+        )
+        (extra_deployment,) = [m for m in config["model_list"] if m["model_name"] == "extra"]
+        extra_deployment["litellm_params"]["api_base"] = extra_stub.base_url
+        with running_proxy(config, master_key=f"sk-test-{secrets.token_urlsafe(16)}") as server:
+            assert server.chat(MODEL).status == 200
+            vllm.stop()
+            down = [server.chat(MODEL) for _ in range(4)]
+            if fallback:
+                assert [r.status for r in down] == [200] * 4, [r.text[:200] for r in down]
+                assert all("from extra" in r.json()["choices"][0]["message"]["content"] for r in down)
+            else:
+                assert all(r.status >= 500 and r.status != 429 for r in down), [r.status for r in down]
+            vllm.start()
+            before, extra_before = vllm.completions, extra_stub.completions
+            back = [server.chat(MODEL) for _ in range(10)]
+            assert [r.status for r in back] == [200] * 10, [r.text[:200] for r in back]
+            assert vllm.completions - before == 10
+            assert extra_stub.completions == extra_before
+            assert server.chat("extra").status == 200  # the extra model itself still answers
 
 
 def test_litellm_accepts_the_config_map_of_the_synthesized_gateway(dev: Synthesized) -> None:
