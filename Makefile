@@ -40,6 +40,11 @@ $(LITELLM_VENV)/.installed: requirements-litellm.txt
 	scripts/ensure-prometheus.sh
 	touch $@
 
+# bubblewrap, redis-server and openssl (Debian's packages) for the gateway's pod-contract test.
+.tools-sandbox: scripts/ensure-sandbox.sh
+	scripts/ensure-sandbox.sh
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	scripts/ensure-prereqs.sh
 	npm ci --no-audit --no-fund --loglevel=error
@@ -47,7 +52,7 @@ node_modules/.installed: package.json package-lock.json
 
 deps: $(VENV)/.installed node_modules/.installed
 
-test-deps: deps $(CHECKOV_VENV)/.installed $(LITELLM_VENV)/.installed .tools-prometheus
+test-deps: deps $(CHECKOV_VENV)/.installed $(LITELLM_VENV)/.installed .tools-prometheus .tools-sandbox
 
 # The gateway's latency and throughput through the real proxy (a benchmark, not a test).
 bench-gateway: test-deps
@@ -81,4 +86,4 @@ unit: test-deps
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf cdk.out dist .pytest_cache .mypy_cache .ruff_cache .tools-prometheus
+	rm -rf cdk.out dist .pytest_cache .mypy_cache .ruff_cache .tools-prometheus .tools-sandbox

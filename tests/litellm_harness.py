@@ -26,12 +26,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.pod_contract import Sandbox
 
 __all__ = [
     "LITELLM_VENV",
@@ -49,6 +51,7 @@ __all__ = [
     "parse_sse",
     "proxy_environment",
     "running_proxy",
+    "running_sandboxed_proxy",
     "validate_config",
 ]
 
@@ -598,6 +601,51 @@ def running_proxy(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        server = ProxyServer(process, f"http://127.0.0.1:{port}", master_key, workdir, config_file, log_file)
+        try:
+            _wait_ready(server, timeout)
+            server.started_in = time.monotonic() - start
+            yield server
+        finally:
+            stop_start = time.monotonic()
+            _stop(process, stop_timeout)
+            server.stopped_in = time.monotonic() - stop_start
+            server._kept_log = server.log()
+
+
+@contextlib.contextmanager
+def running_sandboxed_proxy(
+    sandbox: Sandbox,
+    container_args: Sequence[str],
+    *,
+    master_key: str,
+    timeout: float = 90,
+    stop_timeout: float = STOP_TIMEOUT_S,
+) -> Iterator[ProxyServer]:
+    """The real proxy run as the pod would run it: `sandbox` (tests/pod_contract.py) gives its UID, its
+    environment only, a read-only root and the pod's volumes; `container_args` are the container's own
+    (`--config` pointing into the ConfigMap mount), with `--port` moved to a free port on 127.0.0.1."""
+    litellm_python()
+    port = free_port()
+    args = list(container_args)
+    if "--port" in args:
+        del args[args.index("--port") : args.index("--port") + 2]
+    argv = [str(LITELLM_VENV / "bin" / "litellm"), *args, "--host", "127.0.0.1", "--port", str(port)]
+    with tempfile.TemporaryDirectory(prefix="litellm-pod-") as tmp:
+        workdir = Path(tmp)
+        log_file = workdir / "proxy.log"
+        start = time.monotonic()
+        with log_file.open("wb") as log:
+            process = subprocess.Popen(
+                sandbox.wrap(argv),
+                cwd=workdir,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        config_file = Path(args[args.index("--config") + 1]) if "--config" in args else workdir
         server = ProxyServer(process, f"http://127.0.0.1:{port}", master_key, workdir, config_file, log_file)
         try:
             _wait_ready(server, timeout)
