@@ -64,6 +64,10 @@ MIGRATION_DIR = "/var/lib/litellm/migrations"
 # LiteLLM bounds its readiness DB check at 4 s (health_endpoints DB_READINESS_PROBE_DEADLINE_SECONDS): the
 # probe must wait longer, or a slow but successful check counts as a failure.
 READINESS_TIMEOUT_SECONDS = 5
+# On a new database the proxy applies every migration before it listens (proxy_cli.py), and LiteLLM gives
+# `prisma migrate deploy` 600 s (prisma_toolchain.py); a startup probe that gave up sooner would kill a
+# replica mid-migration on a 0.5 ACU Aurora and leave it crash-looping.
+STARTUP_PROBE_SECONDS = 600
 REQUESTS_METRIC = "litellm_proxy_total_requests_metric_total"
 CHECKOV_SKIPS = {
     "CKV_K8S_35": "LiteLLM reads its master key and database and Redis credentials only from environment "
@@ -145,6 +149,9 @@ class GatewayChart(cdk8s.Chart):
                 k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
                 *runtime_identity_env(home="/tmp"),
                 k8s.EnvVar(name="LITELLM_MIGRATION_DIR", value=MIGRATION_DIR),
+                # The Prisma CLI (migrations at start) sends usage data and checks for updates unless this is
+                # set (Prisma docs, environment variables reference, CHECKPOINT_DISABLE).
+                k8s.EnvVar(name="CHECKPOINT_DISABLE", value="1"),
                 secret_env(MASTER_KEY_ENV, "master-key"),
                 # Encrypts credentials LiteLLM stores in its database (LiteLLM production guide); without it
                 # they are encrypted with the master key. Never rotated: stored values would become unreadable.
@@ -171,7 +178,12 @@ class GatewayChart(cdk8s.Chart):
                 limits={"cpu": k8s.Quantity.from_string("2"), "memory": k8s.Quantity.from_string("2Gi")},
             ),
             # Never /health: it calls every model (FACTS.md).
-            startup_probe=http_probe("/health/readiness", period=5, failures=24, timeout=READINESS_TIMEOUT_SECONDS),
+            startup_probe=http_probe(
+                "/health/readiness",
+                period=5,
+                failures=STARTUP_PROBE_SECONDS // 5,
+                timeout=READINESS_TIMEOUT_SECONDS,
+            ),
             readiness_probe=http_probe("/health/readiness", period=5, failures=3, timeout=READINESS_TIMEOUT_SECONDS),
             liveness_probe=http_probe("/health/liveliness", period=10, failures=3),
             lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=10))),

@@ -138,6 +138,10 @@ class VllmServer(Construct):
                 k8s.EnvVar(name="TRITON_CACHE_DIR", value=CACHE_DIR + "/triton"),
                 k8s.EnvVar(name="XDG_CACHE_HOME", value=CACHE_DIR),
                 k8s.EnvVar(name="XDG_CONFIG_HOME", value=CACHE_DIR + "/config"),
+                # FlashInfer's JIT kernels and CUDA's compute cache default to $HOME (/tmp, 2 GiB): an
+                # emptyDir over its limit gets the pod evicted.
+                k8s.EnvVar(name="FLASHINFER_WORKSPACE_BASE", value=CACHE_DIR),
+                k8s.EnvVar(name="CUDA_CACHE_PATH", value=CACHE_DIR + "/nv"),
             ],
             resources=k8s.ResourceRequirements(
                 requests={

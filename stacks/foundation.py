@@ -9,6 +9,7 @@ from typing import Any
 
 import cdk8s
 from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from cdk_constructs.auto_mode_cluster import AutoModeCluster
@@ -69,4 +70,8 @@ class FoundationStack(Stack):
         )
         self.cluster.cluster.add_cdk8s_chart("PlatformStorage", self.storage)
         self.features = ClusterFeaturesChart(k8s_app, "cluster-features", labels=labels)
-        self.cluster.cluster.add_cdk8s_chart("ClusterFeatures", self.features)
+        # overwrite: `kubectl apply` instead of `create`, so a ConfigMap someone already made (the docs tell
+        # people to create it by hand) is taken over rather than failing the deployment.
+        eks.KubernetesManifest(
+            self, "ClusterFeatures", cluster=self.cluster.interface, manifest=self.features.to_json(), overwrite=True
+        )

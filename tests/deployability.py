@@ -248,15 +248,15 @@ IMAGE_UIDS = {"vllm/vllm-openai": {0}, "ghcr.io/berriai/litellm": {0}, "amazon/a
 # Telemetry each image's software sends unless told not to, and the variables that stop it.
 # vLLM: vllm/usage/usage_lib.py is_usage_stats_enabled (VLLM_NO_USAGE_STATS, DO_NOT_TRACK); huggingface_hub
 # (in the vLLM image): constants.py HF_HUB_DISABLE_TELEMETRY (or DO_NOT_TRACK). LiteLLM 1.102.1 sets
-# `litellm.telemetry = True` but reads it nowhere (litellm/__init__.py) and sends nothing; the AWS CLI
-# sends no usage data.
+# `litellm.telemetry = True` but reads it nowhere (litellm/__init__.py); the Prisma CLI it runs for
+# migrations reports usage unless CHECKPOINT_DISABLE=1 (Prisma docs). The AWS CLI sends no usage data.
 IMAGE_TELEMETRY_OFF = {
     "vllm/vllm-openai": {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1"},
-    "ghcr.io/berriai/litellm": {},
+    "ghcr.io/berriai/litellm": {"CHECKPOINT_DISABLE": "1"},
     "amazon/aws-cli": {},
 }
 # Variables naming a place a process writes (homes, caches, state directories).
-_WRITE_PATH_VAR = re.compile(r"(^HOME$|_HOME$|_DIR$|_ROOT$|^XDG_|^TMPDIR$|_CACHE$)")
+_WRITE_PATH_VAR = re.compile(r"(^HOME$|_HOME$|_DIR$|_ROOT$|^XDG_|^TMPDIR$|_CACHE$|_PATH$|_BASE$)")
 
 
 def _repository(image: str) -> str:

@@ -153,6 +153,13 @@ def test_network_policy_enforcement_is_switched_on(dev: Synthesized) -> None:
     assert config_map["data"] == {"enable-network-policy-controller": "true"}
     applied = {chart.node.id: stack.stack_name for chart, stack in dev.platform.charts.entries}
     assert applied["cluster-features"] == "genai-dev-foundation"  # with the cluster, before any workload
+    (manifest,) = [
+        r["Properties"]
+        for r in templates_of(dev)["genai-dev-foundation"]["Resources"].values()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource" and "amazon-vpc-cni" in json.dumps(r["Properties"])
+    ]
+    # `kubectl apply`, not `create`: a ConfigMap made by hand beforehand (as the EKS docs show) is taken over.
+    assert manifest["Overwrite"] is True
 
 
 def test_network_policies_without_the_switch_are_found(dev: Synthesized) -> None:

@@ -226,6 +226,9 @@ def test_read_only_root_has_a_writable_migration_dir_and_a_patient_readiness_pro
     # LiteLLM gives its readiness DB check up to 4 s (DB_READINESS_PROBE_DEADLINE_SECONDS).
     assert container["readinessProbe"]["timeoutSeconds"] == 5
     assert container["startupProbe"]["timeoutSeconds"] == 5
+    # First-boot migrations run before the proxy listens; LiteLLM allows them 600 s.
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
 
 def test_reloader_restarts_the_proxy_when_its_secret_changes(dev: Synthesized) -> None:
