@@ -64,6 +64,7 @@ MIGRATION_DIR = "/var/lib/litellm/migrations"
 # LiteLLM bounds its readiness DB check at 4 s (health_endpoints DB_READINESS_PROBE_DEADLINE_SECONDS): the
 # probe must wait longer, or a slow but successful check counts as a failure.
 READINESS_TIMEOUT_SECONDS = 5
+KEEPALIVE_ENV = "AIOHTTP_KEEPALIVE_TIMEOUT"
 # On a new database the proxy applies every migration before it listens (proxy_cli.py), and LiteLLM gives
 # `prisma migrate deploy` 600 s (prisma_toolchain.py); a startup probe that gave up sooner would kill a
 # replica mid-migration on a 0.5 ACU Aurora and leave it crash-looping.
@@ -149,6 +150,11 @@ class GatewayChart(cdk8s.Chart):
                 k8s.EnvVar(name="HF_HUB_OFFLINE", value="1"),
                 *runtime_identity_env(home="/tmp"),
                 k8s.EnvVar(name="LITELLM_MIGRATION_DIR", value=MIGRATION_DIR),
+                # One TCP connection per request to vLLM. The vLLM Service balances connections, not requests:
+                # with LiteLLM's pooled keep-alive connections a new replica got no request at all and a removed
+                # one kept getting them (tests/test_gateway_balancing.py). LiteLLM reads this at import
+                # (litellm/constants.py) for its aiohttp transport's connector.
+                k8s.EnvVar(name=KEEPALIVE_ENV, value="0"),
                 # The Prisma CLI (migrations at start) sends usage data and checks for updates unless this is
                 # set (Prisma docs, environment variables reference, CHECKPOINT_DISABLE).
                 k8s.EnvVar(name="CHECKPOINT_DISABLE", value="1"),

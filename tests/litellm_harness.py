@@ -14,6 +14,7 @@ that venv every entry point raises `LiteLlmVenvMissingError` naming the target.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -282,13 +283,19 @@ class StubBackend:
     CHAT_PATH = "/v1/chat/completions"
     MODELS_PATH = "/v1/models"
 
-    def __init__(self, *, name: str = "stub", delay: float = 0.005, port: int = 0, chunks: int = 3) -> None:
+    def __init__(
+        self, *, name: str = "stub", delay: float = 0.005, port: int = 0, chunks: int = 3, keep_alive: bool = False
+    ) -> None:
         self.name = name
         self.delay = delay
         self.chunks = chunks
+        # vLLM (uvicorn) keeps a streaming connection open after the stream (chunked encoding); by default
+        # this stub closes it, which would hide a client's connection reuse.
+        self.keep_alive = keep_alive
         self._port = port
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._arrivals: list[float] = []
         self._connections: set[socket.socket] = set()
         self._server: _StubServer | None = None
         self._thread: threading.Thread | None = None
@@ -373,6 +380,13 @@ class StubBackend:
     def _record(self, path: str) -> None:
         with self._lock:
             self._counts[path] = self._counts.get(path, 0) + 1
+            if path == self.CHAT_PATH:
+                self._arrivals.append(time.monotonic())
+
+    def arrivals(self) -> list[float]:
+        """`time.monotonic()` of every chat completion request received, in order."""
+        with self._lock:
+            return list(self._arrivals)
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -472,14 +486,19 @@ class StubBackend:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
+                if stub.keep_alive:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
-                self.close_connection = True
-                for chunk in stub._chunks(model, prompt_tokens):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                events = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in stub._chunks(model, prompt_tokens)]
+                for event in [*events, b"data: [DONE]\n\n"]:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event) if stub.keep_alive else event)
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+                if stub.keep_alive:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
 
         return Handler
 
@@ -631,6 +650,9 @@ def running_sandboxed_proxy(
     if "--port" in args:
         del args[args.index("--port") : args.index("--port") + 2]
     argv = [str(LITELLM_VENV / "bin" / "litellm"), *args, "--host", "127.0.0.1", "--port", str(port)]
+    # The venv stands in for the image's files: bound read-only at its own path, also when the checkout
+    # lies under /tmp, which the pod's emptyDir replaces.
+    sandbox = dataclasses.replace(sandbox, read_only_binds={**sandbox.read_only_binds, str(LITELLM_VENV): LITELLM_VENV})
     with tempfile.TemporaryDirectory(prefix="litellm-pod-") as tmp:
         workdir = Path(tmp)
         log_file = workdir / "proxy.log"
