@@ -14,7 +14,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway
+.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -53,6 +53,16 @@ node_modules/.installed: package.json package-lock.json
 deps: $(VENV)/.installed node_modules/.installed
 
 test-deps: deps $(CHECKOV_VENV)/.installed $(LITELLM_VENV)/.installed .tools-prometheus .tools-sandbox
+
+ROUTER_VENV := .venv-router
+$(ROUTER_VENV)/.installed: requirements-router.txt
+	test -x $(ROUTER_VENV)/bin/python || python3 -m venv $(ROUTER_VENV)
+	$(ROUTER_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-router.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+# The paths from LiteLLM to vLLM, measured (the connection setting the gateway uses vs the vLLM router).
+bench-routing: test-deps $(ROUTER_VENV)/.installed
+	$(PY) benchmarks/routing_evaluation.py
 
 # The gateway's latency and throughput through the real proxy (a benchmark, not a test).
 bench-gateway: test-deps

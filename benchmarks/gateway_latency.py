@@ -2,12 +2,14 @@
 
 Starts two OpenAI-compatible stub backends (tests/litellm_harness.py's StubBackend, in a child process
 so they do not share this process's GIL with the load generator) and the real LiteLLM proxy from
-.venv-litellm twice: once with the project's generated config (k8s.gateway_config.litellm_config, dev
-settings: prometheus callback, master key, retries, cooldowns) and once with LiteLLM's defaults (a
-minimal model_list with the same two deployments and nothing else, so no key check). At each concurrency
-level it sends the same bounded number of non-streaming chat completions straight to the stubs and then
-through the proxy, and reports the proxy's added latency (p50 and p95 of the proxy round trip minus the
-same percentile of the direct round trip) and the proxy's requests per second.
+.venv-litellm three times: with the project's generated config (k8s.gateway_config.litellm_config, dev
+settings: prometheus callback, master key, retries, cooldowns) and the Deployment's connection setting
+(a new connection to vLLM per request), with the same config on LiteLLM's pooled connections, and with
+LiteLLM's defaults (a minimal model_list with the same two deployments and nothing else, so no key
+check). At each concurrency level it sends the same bounded number of non-streaming chat completions
+straight to the stubs and then through the proxy, and reports the proxy's added latency (p50 and p95 of
+the proxy round trip minus the same percentile of the direct round trip) and the proxy's requests per
+second.
 
 The load generator is a minimal HTTP/1.1 keep-alive client on asyncio (stdlib only: the project venv
 has no httpx), one connection per simulated client. Everything listens on 127.0.0.1; every level is
@@ -33,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from k8s.gateway import KEEPALIVE_ENV  # noqa: E402
 from k8s.gateway_config import Backend, StateStores, litellm_config  # noqa: E402
 from platform_config import cdk_json_context, load_config  # noqa: E402
 from tests.litellm_harness import ProxyServer, running_proxy  # noqa: E402
@@ -169,7 +172,8 @@ def proxy_targets(proxy: ProxyServer, clients: int) -> list[Target]:
     return [Target(proxy.port, "/v1/chat/completions", proxy.auth_headers()) for _ in range(clients)]
 
 
-def configs(model: str, stub_ports: Sequence[int]) -> dict[str, dict[str, Any]]:
+def configs(model: str, stub_ports: Sequence[int]) -> dict[str, tuple[dict[str, Any], dict[str, str]]]:
+    """Each config with the environment the proxy runs with."""
     settings = load_config({**cdk_json_context(ROOT / "cdk.json"), "env": "dev"}).gateway
     backends = [Backend(api_base=f"http://127.0.0.1:{port}/v1") for port in stub_ports]
     project = litellm_config(
@@ -181,7 +185,13 @@ def configs(model: str, stub_ports: Sequence[int]) -> dict[str, dict[str, Any]]:
             for b in backends
         ]
     }
-    return {"project config": project, "LiteLLM defaults": defaults}
+    # The gateway's Deployment opens a connection per request to vLLM (k8s/gateway.py, KEEPALIVE_ENV); the
+    # same config with LiteLLM's pooled connections shows what that costs.
+    return {
+        "project config": (project, {KEEPALIVE_ENV: "0"}),
+        "project, pooled conns": (project, {}),
+        "LiteLLM defaults": (defaults, {}),
+    }
 
 
 def _ms(seconds: float) -> str:
@@ -219,9 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         assert stubs.stdout is not None
         stub_ports: list[int] = json.loads(stubs.stdout.readline())
-        for name, config in configs(model, stub_ports).items():
+        for name, (config, env) in configs(model, stub_ports).items():
             print(f"{name}: starting the proxy ...", file=sys.stderr, flush=True)
-            with running_proxy(config, master_key=f"sk-bench-{secrets.token_urlsafe(12)}") as proxy:
+            with running_proxy(config, master_key=f"sk-bench-{secrets.token_urlsafe(12)}", env=env) as proxy:
                 print(f"  ready in {proxy.started_in:.1f} s", file=sys.stderr, flush=True)
                 run_level(proxy_targets(proxy, 4), WARMUP_REQUESTS, model)
                 for clients in args.concurrency:

@@ -456,7 +456,9 @@ class StubBackend:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 stub._record(path)
-                if path == StubBackend.MODELS_PATH:
+                if path == "/health":  # vLLM's health endpoint (probes, routers' health checks)
+                    self._json(200, {})
+                elif path == StubBackend.MODELS_PATH:
                     created = int(time.time())
                     model = {"id": stub.name, "object": "model", "created": created, "owned_by": "stub"}
                     self._json(200, {"object": "list", "data": [model]})
