@@ -607,31 +607,11 @@ def running_proxy(
         workdir = Path(tmp)
         config_file = workdir / "config.yaml"
         config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        log_file = workdir / "proxy.log"
         proc_env = proxy_environment({"LITELLM_MASTER_KEY": master_key, "HOME": str(workdir), **(env or {})})
         args = [str(litellm), "--config", str(config_file), "--host", "127.0.0.1", "--port", str(port)]
         args += ["--num_workers", "1"]
-        start = time.monotonic()
-        with log_file.open("wb") as log:
-            process = subprocess.Popen(
-                args,
-                cwd=workdir,
-                env=proc_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = ProxyServer(process, f"http://127.0.0.1:{port}", master_key, workdir, config_file, log_file)
-        try:
-            _wait_ready(server, timeout)
-            server.started_in = time.monotonic() - start
+        with _serving(args, proc_env, workdir, config_file, master_key, port, timeout, stop_timeout) as server:
             yield server
-        finally:
-            stop_start = time.monotonic()
-            _stop(process, stop_timeout)
-            server.stopped_in = time.monotonic() - stop_start
-            server._kept_log = server.log()
 
 
 @contextlib.contextmanager
@@ -655,31 +635,50 @@ def running_sandboxed_proxy(
     # The venv stands in for the image's files: bound read-only at its own path, also when the checkout
     # lies under /tmp, which the pod's emptyDir replaces.
     sandbox = dataclasses.replace(sandbox, read_only_binds={**sandbox.read_only_binds, str(LITELLM_VENV): LITELLM_VENV})
+    config_file = Path(args[args.index("--config") + 1]) if "--config" in args else Path("/")
     with tempfile.TemporaryDirectory(prefix="litellm-pod-") as tmp:
-        workdir = Path(tmp)
-        log_file = workdir / "proxy.log"
-        start = time.monotonic()
-        with log_file.open("wb") as log:
-            process = subprocess.Popen(
-                sandbox.wrap(argv),
-                cwd=workdir,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        config_file = Path(args[args.index("--config") + 1]) if "--config" in args else workdir
-        server = ProxyServer(process, f"http://127.0.0.1:{port}", master_key, workdir, config_file, log_file)
-        try:
-            _wait_ready(server, timeout)
-            server.started_in = time.monotonic() - start
+        # bwrap itself gets only PATH: the sandbox sets the process's environment (--clearenv, --setenv).
+        host_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        with _serving(
+            sandbox.wrap(argv), host_env, Path(tmp), config_file, master_key, port, timeout, stop_timeout
+        ) as server:
             yield server
-        finally:
-            stop_start = time.monotonic()
-            _stop(process, stop_timeout)
-            server.stopped_in = time.monotonic() - stop_start
-            server._kept_log = server.log()
+
+
+@contextlib.contextmanager
+def _serving(
+    argv: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    config_file: Path,
+    master_key: str,
+    port: int,
+    timeout: float,
+    stop_timeout: float,
+) -> Iterator[ProxyServer]:
+    """Start `argv` (a proxy on 127.0.0.1:`port`), wait until it is ready, stop it when the block ends."""
+    log_file = workdir / "proxy.log"
+    start = time.monotonic()
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = ProxyServer(process, f"http://127.0.0.1:{port}", master_key, workdir, config_file, log_file)
+    try:
+        _wait_ready(server, timeout)
+        server.started_in = time.monotonic() - start
+        yield server
+    finally:
+        stop_start = time.monotonic()
+        _stop(process, stop_timeout)
+        server.stopped_in = time.monotonic() - stop_start
+        server._kept_log = server.log()
 
 
 def _wait_ready(server: ProxyServer, timeout: float) -> None:
