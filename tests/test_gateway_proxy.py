@@ -1,9 +1,10 @@
-"""The generated LiteLLM config, run by the real proxy (LiteLLM 1.106.2 from `.venv-litellm`).
+"""The generated LiteLLM config, run by the real proxy (LiteLLM 1.102.1 from `.venv-litellm`).
 
-One proxy serves the whole module, in front of two local OpenAI-compatible stubs standing in for vLLM.
-The config comes from `k8s.gateway_config.litellm_config` with the dev environment's gateway settings;
-only the router's cooldown (30 s) is shortened and `allowed_fails` is set to 0 (FAILOVER_OVERRIDES; see
-`test_a_killed_backend_loses_no_request_and_gets_traffic_after_cooldown` for why).
+One proxy serves most of the module, in front of two local OpenAI-compatible stubs standing in for vLLM
+(one model group of two deployments). The config comes from `k8s.gateway_config.litellm_config` with the
+dev environment's gateway settings; only the router's cooldown (30 s) is shortened (FAILOVER_OVERRIDES),
+so the recovery test does not wait half a minute. The single-deployment and extra-model tests run their
+own proxies with the real 30 s setting, where a cooldown lock-out would show.
 
 Needs `make .venv-litellm/.installed` (requirements-litellm.txt); without it every test fails with
 `LiteLlmVenvMissingError` naming that target.
