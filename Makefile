@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := synth
 
 ENV ?= dev
+# Extra CDK arguments, e.g. ARGS="-c cluster.kubernetes_version=1.36" (config overrides, see the README).
+ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 # checkov pins packaging<24 and networkx<2.7, which clash with the project's: it gets its own venv.
@@ -70,7 +72,7 @@ bench-gateway: test-deps
 
 # --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
 synth: deps
-	npx --no-install cdk synth --quiet -c env=$(ENV)
+	npx --no-install cdk synth --quiet -c env=$(ENV) $(ARGS)
 	@echo "templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
 	@echo "manifests: $$(ls dist/k8s/*.yaml | tr '\n' ' ')"
 	@echo "compliance report: dist/compliance-report.md"

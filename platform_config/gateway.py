@@ -6,12 +6,13 @@ synthesized: a proxy version with a known advisory never reaches a manifest.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from platform_config.base import DigestPinnedImage, Settings
+from platform_config.base import DigestPinnedImage, SecretName, Settings, matching
 
 # First release with the fixes for CVE-2026-42208 (SQL injection, CVSS 9.3) and CVE-2026-42271 (RCE).
 MINIMUM_SAFE_VERSION = (1, 83, 7)
@@ -50,7 +51,37 @@ def _safe_version(value: str) -> str:
 
 
 LiteLlmVersion = Annotated[str, AfterValidator(_safe_version)]
-ModelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]{0,127}$")]
+ModelName = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"[a-zA-Z0-9][a-zA-Z0-9._/:-]{0,127}",
+            "up to 128 letters, digits and '._/:-', starting with a letter or digit",
+        )
+    ),
+]
+CertificateArn = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}",
+            "an ACM certificate ARN, like arn:aws:acm:us-west-2:123456789012:certificate/<uuid>",
+        )
+    ),
+]
+HttpUrl = Annotated[
+    str, AfterValidator(matching(r"https?://[^\s]+", "an http(s) URL, like https://langfuse.example.com"))
+]
+
+
+def _ipv4_cidr(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(value, strict=True))
+    except ValueError:
+        raise ValueError("must be an IPv4 network in CIDR notation with its host bits zero, like 10.0.0.0/16") from None
+
+
+Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]
 RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2"]
 
 
@@ -156,17 +187,15 @@ class GatewaySettings(Settings):
     ingress_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="ALB scheme; internal keeps the gateway inside the VPC."
     )
-    certificate_arn: str | None = Field(
+    certificate_arn: CertificateArn | None = Field(
         None,
-        pattern=r"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
         description="ACM certificate for HTTPS on the ALB (HTTP only without one).",
     )
-    inbound_cidrs: tuple[str, ...] = Field((), description="Networks allowed to reach the ALB (default: any).")
+    inbound_cidrs: tuple[Ipv4Cidr, ...] = Field((), description="Networks allowed to reach the ALB (default: any).")
     tracing: bool = Field(False, description="Send traces to LangFuse (keys from Secrets Manager).")
-    langfuse_host: str | None = Field(None, pattern=r"^https?://[^\s]+$", description="LangFuse URL when tracing.")
-    langfuse_keys_secret_name: str | None = Field(
+    langfuse_host: HttpUrl | None = Field(None, description="LangFuse URL when tracing.")
+    langfuse_keys_secret_name: SecretName | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$",
         description="Secrets Manager secret with JSON fields public_key and secret_key (created by you).",
     )
 

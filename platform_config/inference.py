@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from platform_config.base import DigestPinnedImage, Settings
+from platform_config.base import DigestPinnedImage, SecretName, Settings, matching
 from platform_config.cold_start import COLD_START
 
 CapacityType = Literal["spot", "on-demand"]
@@ -19,7 +19,39 @@ GpuFamily = Literal["g4dn", "g5", "g6", "g6e", "gr6", "p4d", "p4de", "p5", "p5e"
 NeuronFamily = Literal["inf2", "trn1", "trn1n", "trn2"]
 CpuCategory = Literal["c", "m", "r"]
 # Kubernetes resource quantity of storage, as the NodeClass schema accepts it.
-StorageSize = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}Gi$")]
+StorageSize = Annotated[
+    str, AfterValidator(matching(r"[1-9][0-9]{1,4}Gi", "a size in Gi from 10Gi to 99999Gi, like 200Gi"))
+]
+ServedModelName = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}", "up to 63 letters, digits and '._-', starting with a letter or digit"
+        )
+    ),
+]
+# A Hugging Face model id, `organisation/name` or `name` (Hugging Face Hub repository naming: letters,
+# digits, '-', '_', '.', at most 96 characters per part). It becomes an S3 key prefix, so no URL or path.
+HuggingFaceModelId = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?",
+            "a Hugging Face model id like meta-llama/Llama-3.1-8B-Instruct (letters, digits, '._-', at most one "
+            "'/'), not a URL or a path",
+        )
+    ),
+]
+BucketPrefix = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"[a-z0-9][a-z0-9._/-]*[a-z0-9]",
+            "an S3 key prefix of lowercase letters, digits and '._/-', starting and ending with a letter or digit",
+        )
+    ),
+]
+WholeCores = Annotated[str, AfterValidator(matching(r"[1-9][0-9]*", "a whole number of CPU cores, like 3"))]
 
 # Auto Mode replaces every node after at most 21 days (EKS User Guide, auto-learn; FACTS.md).
 AUTO_MODE_MAX_NODE_LIFETIME_HOURS = 21 * 24
@@ -143,8 +175,8 @@ class VllmSettings(Settings):
         description="Server image for accelerator neuron (an AWS Neuron vLLM image), pinned by digest; "
         "required when accelerator is neuron.",
     )
-    model: str = Field("meta-llama/Llama-3.1-8B-Instruct", min_length=1, description="Hugging Face model id.")
-    served_model_name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")] = Field(
+    model: HuggingFaceModelId = Field("meta-llama/Llama-3.1-8B-Instruct", description="Hugging Face model id.")
+    served_model_name: ServedModelName = Field(
         "llama-3.1-8b-instruct", description="Model name clients request (and LiteLLM routes to)."
     )
     max_model_len: int = Field(8192, ge=256, le=131072, description="--max-model-len (context length).")
@@ -164,7 +196,7 @@ class VllmSettings(Settings):
         15, ge=5, le=120, description="Wait after SIGTERM is scheduled so the endpoint leaves the Service first."
     )
     # Sized so one replica fits the smallest 24 GB GPU instance, g6.xlarge (4 vCPU, 16 GiB).
-    cpu: str = Field("3", pattern=r"^[1-9][0-9]*$", description="CPU request per replica (cores).")
+    cpu: WholeCores = Field("3", description="CPU request per replica (cores).")
     memory_gib: int = Field(12, ge=8, description="Memory request and limit per replica (GiB).")
     shm_size_gib: int = Field(
         2, ge=1, description="/dev/shm size (tensor-parallel workers share memory here; counts against memory)."
@@ -250,18 +282,15 @@ class MetricsSettings(Settings):
 class ModelStoreSettings(Settings):
     """Model weights in S3 and the one-shot Job that fills the bucket from Hugging Face."""
 
-    bucket_prefix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]*[a-z0-9]$")] = Field(
-        "models", description="Key prefix of model weights in the bucket."
-    )
+    bucket_prefix: BucketPrefix = Field("models", description="Key prefix of model weights in the bucket.")
     download_job: bool = Field(False, description="Run the Job that copies the model from Hugging Face.")
     # The official AWS CLI image, pinned by digest: it fetches the token and uploads the weights.
     tools_image: DigestPinnedImage = Field(
         "amazon/aws-cli:2.27.50@sha256:48c3d4212e2f5b0e24bdc6af7708f9412ce65425a79575e0f78b8f8c0dcd70ab",
         description="AWS CLI image used by the download Job, pinned by digest.",
     )
-    hf_token_secret_name: str | None = Field(
+    hf_token_secret_name: SecretName | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$",
         description="Secrets Manager secret holding the Hugging Face token (created by you, never in config).",
     )
 

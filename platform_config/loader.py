@@ -37,6 +37,9 @@ def load_config(context: Mapping[str, Any]) -> PlatformConfig:
         raise ConfigError(f"env: {env_name!r} is not an environment in cdk.json; allowed: {allowed}")
 
     raw: dict[str, Any] = copy.deepcopy(dict(environments[env_name] or {}))
+    unknown = [_unknown_section(key) for key in context if _is_platform_key(key)]
+    if any(unknown):
+        raise ConfigError(f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(u for u in unknown if u))
     for key, value in context.items():
         if key.split(".", 1)[0] in PlatformConfig.model_fields and key != "env_name":
             _set_path(raw, key.split("."), _parse_cli_value(value))
@@ -55,6 +58,22 @@ def load_config(context: Mapping[str, Any]) -> PlatformConfig:
         ]
         lines = [_describe(err) for err in errors]
         raise ConfigError(f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)) from None
+
+
+def _is_platform_key(key: str) -> bool:
+    """A `-c section.key=value` override. CDK's own context keys never look like that: they carry a
+    prefix with '@', '/' or ':' (`@aws-cdk/core:...`, `aws:cdk:...`, `availability-zones:...`)."""
+    return "." in key and not any(mark in key for mark in "@/:")
+
+
+def _unknown_section(key: str) -> str | None:
+    section = key.split(".", 1)[0]
+    if section in PlatformConfig.model_fields:
+        return None
+    sections = sorted(name for name in PlatformConfig.model_fields if name != "env_name")
+    close = [name for name in sections if name.lower() == section.lower()]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{key}: {section!r} is not a configuration section (sections: {', '.join(sections)}){hint}"
 
 
 def _parse_cli_value(value: Any) -> Any:
@@ -89,6 +108,13 @@ def _describe(err: Any) -> str:
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return f"{key}: required"
+    if err["type"] in ("tuple_type", "list_type", "dict_type") and isinstance(err["input"], str):
+        shape = (
+            'a JSON object, like \'{"key": "value"}\''
+            if err["type"] == "dict_type"
+            else ('a JSON list, like \'["first", "second"]\'')
+        )
+        return f"{key}: expects {shape} (got {err['input']!r})"
     if isinstance(err["input"], dict):  # a cross-field rule: its message names the values
         return f"{key}: {message}"
     return f"{key}: {message} (got {err['input']!r})"

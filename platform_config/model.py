@@ -8,13 +8,14 @@ that a bad value stops synth before any construct is built. Defaults describe th
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from platform_config import namespaces
-from platform_config.base import Settings
+from platform_config.base import Settings, matching
 from platform_config.gateway import GatewaySettings
 from platform_config.inference import InferenceSettings
 
@@ -62,15 +63,40 @@ InterfaceEndpoint = Literal[
 ]
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
-AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
-Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
-AvailabilityZone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d[a-z]$")]
-VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")]
-SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")]
+# Kubernetes object names that become DNS labels (RFC 1123).
+DnsLabel = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?",
+            "a DNS label: up to 63 lowercase letters, digits and '-', starting with a letter, not ending with '-'",
+        )
+    ),
+]
+AccountId = Annotated[str, AfterValidator(matching(r"\d{12}", "a 12-digit AWS account id"))]
+Region = Annotated[
+    str, AfterValidator(matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region name, like us-west-2"))
+]
+AvailabilityZone = Annotated[
+    str,
+    AfterValidator(
+        matching(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d[a-z]", "an availability zone name, like us-west-2a")
+    ),
+]
+VpcId = Annotated[
+    str, AfterValidator(matching(r"vpc-[0-9a-f]{8}([0-9a-f]{9})?", "a VPC id, like vpc-0123456789abcdef0"))
+]
+SubnetId = Annotated[
+    str, AfterValidator(matching(r"subnet-[0-9a-f]{8}([0-9a-f]{9})?", "a subnet id, like subnet-0123456789abcdef0"))
+]
 IamPrincipalArn = Annotated[
     str,
-    StringConstraints(pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", max_length=600),
+    AfterValidator(
+        matching(
+            r"arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}",
+            "an IAM role or user ARN, like arn:aws:iam::123456789012:role/PlatformAdmins",
+        )
+    ),
 ]
 
 
@@ -85,21 +111,64 @@ def _is_documentation_range(cidr: str) -> bool:
     return any(network.subnet_of(documentation) for documentation in _DOCUMENTATION_RANGES)
 
 
+# AWS tagging rules (Tagging AWS resources, "Tag naming limits and requirements"): at most 50 tags per
+# resource, keys of 1-128 and values of 0-256 characters among letters, digits, spaces and _ . : / = + - @,
+# and no key starting with "aws:". The platform always sets `project` and `environment`.
+_TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
+PLATFORM_TAGS = ("project", "environment")
+MAX_TAGS = 50
+
+
+def _aws_tags(tags: dict[str, str]) -> dict[str, str]:
+    extra = [key for key in tags if key not in PLATFORM_TAGS]
+    if len(extra) > MAX_TAGS - len(PLATFORM_TAGS):
+        raise ValueError(
+            f"lists {len(extra)} tags; AWS allows {MAX_TAGS} per resource and the platform sets "
+            f"{len(PLATFORM_TAGS)} ({', '.join(PLATFORM_TAGS)}), so at most {MAX_TAGS - len(PLATFORM_TAGS)}"
+        )
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or not _TAG_TEXT.fullmatch(key):
+            raise ValueError(f"key {key!r} must be 1-128 letters, digits, spaces or _ . : / = + - @ (AWS tag rules)")
+        if key.lower().startswith("aws:"):
+            raise ValueError(f"key {key!r} starts with 'aws:', which AWS reserves for its own tags")
+        if len(value) > 256 or not _TAG_TEXT.fullmatch(value):
+            raise ValueError(
+                f"value of {key!r} must be at most 256 letters, digits, spaces or _ . : / = + - @ (AWS tag rules)"
+            )
+    return tags
+
+
 def _retention(days: int) -> int:
     if days not in LOG_RETENTION_DAYS:
         raise ValueError(f"must be one of CloudWatch Logs' retention values {list(LOG_RETENTION_DAYS)}")
     return days
 
 
+# RFC 1918: the address ranges for private networks (loopback, link-local and the like are "private" to
+# Python's ipaddress but no VPC can use them).
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
 def _private_cidr(cidr: str) -> str:
-    network = ipaddress.IPv4Network(cidr, strict=True)
-    if not network.is_private or not 16 <= network.prefixlen <= 20:
-        raise ValueError("must be a private (RFC 1918) IPv4 network with a prefix from /16 to /20")
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError:
+        network = None
+    if network is None or not any(network.subnet_of(r) for r in _RFC1918) or not 16 <= network.prefixlen <= 20:
+        raise ValueError(
+            "must be a private (RFC 1918: within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16) IPv4 network "
+            "with a prefix from /16 to /20, like 10.0.0.0/16"
+        )
     return str(network)
 
 
 def _allowlist_cidr(cidr: str) -> str:
-    network = ipaddress.IPv4Network(cidr, strict=True)
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError:
+        raise ValueError(
+            "must be an IPv4 network in CIDR notation with its host bits zero, like 203.0.113.0/24"
+        ) from None
     if network.prefixlen == 0:
         raise ValueError("0.0.0.0/0 opens the Kubernetes API to the internet; list the networks that need it")
     return str(network)
@@ -209,9 +278,15 @@ class PlatformConfig(Settings):
     """Everything one environment of the platform needs, validated."""
 
     env_name: DnsLabel = Field(description="Set by `-c env=NAME` (default dev): which cdk.json environment.")
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")] = Field(
-        "genai", description="Prefix of every stack and resource name (3-20 chars, lowercase)."
-    )
+    name: Annotated[
+        str,
+        AfterValidator(
+            matching(
+                r"[a-z][a-z0-9-]{1,18}[a-z0-9]",
+                "3-20 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit",
+            )
+        ),
+    ] = Field("genai", description="Prefix of every stack and resource name (3-20 chars, lowercase).")
     account: AccountId | None = Field(None, description="Pin the stacks to this account (with region).")
     region: Region | None = Field(None, description="Pin the stacks to this region (with account).")
     availability_zones: tuple[AvailabilityZone, ...] = Field(
@@ -221,10 +296,10 @@ class PlatformConfig(Settings):
     removal_policy: Literal["destroy", "retain"] = Field(
         "destroy", description="What happens to keys and log groups when the stack is deleted."
     )
-    tags: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=128)],
-        Annotated[str, StringConstraints(max_length=256)],
-    ] = Field(default_factory=dict, description="Extra tags on every resource (project and environment always set).")
+    tags: Annotated[dict[str, str], AfterValidator(_aws_tags)] = Field(
+        default_factory=dict,
+        description="Extra tags on every resource (project and environment always set); AWS tag rules apply.",
+    )
     vpc: VpcSettings = VpcSettings()
     cluster: ClusterSettings = ClusterSettings()
     addons: AddonSettings = AddonSettings()
@@ -265,6 +340,20 @@ class PlatformConfig(Settings):
         names = [ns.name for ns in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError(f"namespaces lists a name twice: {names}")
+        missing = [ns for ns in namespaces.PLATFORM if ns not in names]
+        if missing:
+            raise ValueError(
+                f"namespaces leaves out {missing}, which the platform's workloads run in; list them too "
+                "(you may add your own and change their pod_security)"
+            )
+        router_timeout = self.gateway.router.timeout_seconds
+        longest = self.inference.vllm.longest_request_seconds
+        if self.gateway.enabled and router_timeout < longest:
+            raise ValueError(
+                f"gateway.router.timeout_seconds ({router_timeout}) is shorter than "
+                f"inference.vllm.longest_request_seconds ({longest}): the gateway would cut requests vLLM is "
+                "sized to finish"
+            )
         return self
 
     @property

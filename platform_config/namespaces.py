@@ -5,3 +5,5 @@ GATEWAY = "gateway"
 KEDA = "keda"
 EXTERNAL_SECRETS = "external-secrets"
 OBSERVABILITY = "observability"
+# Every namespace the platform's own charts put workloads in.
+PLATFORM = (INFERENCE, GATEWAY, KEDA, EXTERNAL_SECRETS, OBSERVABILITY)

@@ -32,12 +32,16 @@ def _cdk_synth(tmp_path: Path, *context: str) -> subprocess.CompletedProcess[str
     [
         (["cluster.kubernetes_version=1.20"], "cluster.kubernetes_version"),
         (["vpc.max_azs=7"], "vpc.max_azs"),
+        # Refused by AWS's tag rules before anything is built (CloudFormation would refuse it only later).
+        (['tags={"aws:team": "ml"}'], "tags: key 'aws:team' starts with 'aws:'"),
+        (["clustr.kubernetes_version=1.20"], "'clustr' is not a configuration section"),
     ],
 )
 def test_bad_value_exits_non_zero_and_writes_no_templates(tmp_path: Path, context: list[str], key: str) -> None:
     result = _cdk_synth(tmp_path, *context)
     assert result.returncode != 0
     assert key in result.stderr
+    assert "Traceback" not in result.stderr
     assert not list((tmp_path / "cdk.out").glob("*.template.json"))
     assert not (tmp_path / "dist").exists()
 

@@ -78,7 +78,8 @@ def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
         ),
         pytest.param(
             {"vpc.cidr": "8.8.0.0/16"},
-            "vpc.cidr: must be a private (RFC 1918) IPv4 network with a prefix from /16 to /20 (got '8.8.0.0/16')",
+            "vpc.cidr: must be a private (RFC 1918: within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16) IPv4 "
+            "network with a prefix from /16 to /20, like 10.0.0.0/16 (got '8.8.0.0/16')",
             id="public-vpc-cidr",
         ),
         pytest.param(
@@ -98,7 +99,8 @@ def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
         ),
         pytest.param(
             {"cluster.admin_principal_arns": '["arn:aws:iam::12345:role/Admin"]'},
-            "cluster.admin_principal_arns.0: String should match pattern",
+            "cluster.admin_principal_arns.0: must be an IAM role or user ARN, like "
+            "arn:aws:iam::123456789012:role/PlatformAdmins (got 'arn:aws:iam::12345:role/Admin')",
             id="malformed-admin-arn",
         ),
         pytest.param(
@@ -135,12 +137,73 @@ def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
         ),
         pytest.param(
             {"namespaces": '[{"name": "Inference"}]'},
-            "namespaces.0.name: String should match pattern",
+            "namespaces.0.name: must be a DNS label: up to 63 lowercase letters, digits and '-', starting with a "
+            "letter, not ending with '-' (got 'Inference')",
             id="namespace-not-a-dns-label",
         ),
         pytest.param(
+            {"vpc.cidr": "127.0.0.0/16"},
+            "vpc.cidr: must be a private (RFC 1918: within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)",
+            id="loopback-vpc-cidr",
+        ),
+        pytest.param(
+            {"vpc.cidr": "10.0.0.1/16"},
+            "vpc.cidr: must be a private (RFC 1918",
+            id="vpc-cidr-with-host-bits",
+        ),
+        pytest.param(
+            {"cluster.public_access_cidrs": '["my office"]'},
+            "cluster.public_access_cidrs.0: must be an IPv4 network in CIDR notation with its host bits zero, "
+            "like 203.0.113.0/24 (got 'my office')",
+            id="allowlist-not-a-cidr",
+        ),
+        pytest.param(
+            {"cluster.public_access_cidrs": "203.0.113.0/24"},
+            "cluster.public_access_cidrs: expects a JSON list, like '[\"first\", \"second\"]' (got '203.0.113.0/24')",
+            id="list-without-json",
+        ),
+        pytest.param(
+            {"clustr.kubernetes_version": "1.20"},
+            "clustr.kubernetes_version: 'clustr' is not a configuration section (sections: account, addons, "
+            "availability_zones, cluster, gateway, inference, name, namespaces, production, region, "
+            "removal_policy, tags, vpc)",
+            id="unknown-section",
+        ),
+        pytest.param(
+            {"Cluster.kubernetes_version": "1.20"},
+            "'Cluster' is not a configuration section",
+            id="mis-cased-section",
+        ),
+        pytest.param(
+            {"tags": '{"aws:team": "ml"}'},
+            "tags: key 'aws:team' starts with 'aws:', which AWS reserves for its own tags",
+            id="tag-with-aws-prefix",
+        ),
+        pytest.param(
+            {"tags": '{"team#1": "ml"}'},
+            "tags: key 'team#1' must be 1-128 letters, digits, spaces or _ . : / = + - @ (AWS tag rules)",
+            id="tag-key-with-a-refused-character",
+        ),
+        pytest.param(
+            {"tags": '{"team": "' + "x" * 257 + '"}'},
+            "tags: value of 'team' must be at most 256 letters, digits, spaces or _ . : / = + - @",
+            id="tag-value-too-long",
+        ),
+        pytest.param(
+            {"tags": '{"team": ["ml"]}'},
+            "tags.team: Input should be a valid string",
+            id="tag-value-not-a-string",
+        ),
+        pytest.param(
+            {"namespaces": '[{"name": "inference"}, {"name": "extra"}]'},
+            "config: namespaces leaves out ['gateway', 'keda', 'external-secrets', 'observability'], which the "
+            "platform's workloads run in",
+            id="namespaces-without-the-platforms-own",
+        ),
+        pytest.param(
             {"name": "GenAI"},
-            "name: String should match pattern",
+            "name: must be 3-20 lowercase letters, digits and '-', starting with a letter and ending with a letter "
+            "or digit (got 'GenAI')",
             id="uppercase-prefix",
         ),
     ],
@@ -149,6 +212,31 @@ def test_invalid_values_name_key_value_and_what_is_allowed(overrides: dict[str, 
     with pytest.raises(ConfigError) as raised:
         config_for("dev", **overrides)
     assert expected in str(raised.value)
+
+
+def test_tag_count_limit_is_tested_at_its_boundary() -> None:
+    import json
+
+    # AWS allows 50 tags per resource; the platform sets project and environment itself.
+    assert len(config_for("dev", tags=json.dumps({f"k{i}": "v" for i in range(48)})).tags) == 48
+    with pytest.raises(ConfigError, match="tags: lists 49 tags; AWS allows 50 per resource"):
+        config_for("dev", tags=json.dumps({f"k{i}": "v" for i in range(49)}))
+    # Overriding a platform tag does not count twice; letters beyond ASCII and spaces are allowed.
+    assert config_for("dev", tags=json.dumps({"project": "x", "équipe ml": "a/b=c+d@e"})).tags["équipe ml"]
+
+
+def test_gateway_timeout_may_equal_the_longest_request() -> None:
+    assert config_for("dev", **{"gateway.router.timeout_seconds": "600"}).gateway.router.timeout_seconds == 600
+    # With the gateway off, nothing cuts a request.
+    assert config_for("dev", **{"gateway.enabled": "false", "gateway.router.timeout_seconds": "60"})
+
+
+def test_cdk_context_keys_are_not_configuration_sections() -> None:
+    config = config_for(
+        "dev",
+        **{"@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:enable-path-metadata": True, "dist_dir": "x"},
+    )
+    assert config.env_name == "dev"
 
 
 def test_production_must_not_have_a_public_endpoint() -> None:
@@ -257,7 +345,8 @@ def test_readme_configuration_reference_is_current() -> None:
         ),
         pytest.param(
             {"inference.vllm.image": "vllm/vllm-openai:latest"},
-            "inference.vllm.image: String should match pattern",
+            "inference.vllm.image: must be an image pinned by digest, like "
+            "registry/repository:tag@sha256:<64 hex digits> (got 'vllm/vllm-openai:latest')",
             id="image-not-pinned-by-digest",
         ),
         pytest.param(
@@ -284,6 +373,29 @@ def test_readme_configuration_reference_is_current() -> None:
             {"inference.vllm.accelerator": "neuron"},
             "accelerator 'neuron' needs neuron_image",
             id="neuron-without-image",
+        ),
+        pytest.param(
+            {"inference.vllm.model": "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct"},
+            "inference.vllm.model: must be a Hugging Face model id like meta-llama/Llama-3.1-8B-Instruct (letters, "
+            "digits, '._-', at most one '/'), not a URL or a path",
+            id="model-as-a-url",
+        ),
+        pytest.param(
+            {"inference.vllm.model": "meta llama"},
+            "inference.vllm.model: must be a Hugging Face model id",
+            id="model-with-a-space",
+        ),
+        pytest.param(
+            {"gateway.router.timeout_seconds": "599"},
+            "config: gateway.router.timeout_seconds (599) is shorter than inference.vllm.longest_request_seconds "
+            "(600): the gateway would cut requests vLLM is sized to finish",
+            id="gateway-timeout-below-the-longest-request",
+        ),
+        pytest.param(
+            {"gateway.inbound_cidrs": '["not-a-cidr"]'},
+            "gateway.inbound_cidrs.0: must be an IPv4 network in CIDR notation with its host bits zero, like "
+            "10.0.0.0/16 (got 'not-a-cidr')",
+            id="alb-inbound-not-a-cidr",
         ),
         pytest.param(
             {"inference.model_store.download_job": "true"},
