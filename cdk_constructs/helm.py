@@ -126,8 +126,8 @@ class Prometheus(Construct):
     """The in-cluster Prometheus KEDA reads scaling signals from: the plain chart, our scrape jobs only.
 
     A single server with an EBS volume (`storage_class`); losing it for a restart costs a few minutes
-    of local history, during which KEDA holds the fallback replica count. Amazon Managed Prometheus is
-    the durable copy, not the scaling path (ARCHITECTURE decision 4).
+    of local history, during which KEDA holds the fallback replica count. There is no durable copy yet
+    (Amazon Managed Prometheus is planned as one, never as the scaling path: ARCHITECTURE decision 4).
     """
 
     RELEASE = "prometheus"

@@ -275,7 +275,9 @@ class MetricsSettings(Settings):
     scrape_interval_seconds: int = Field(
         5, ge=1, le=10, description="Scrape interval of vLLM and DCGM (<= 10 s keeps scaling reaction <= 30 s)."
     )
-    retention_days: int = Field(7, ge=1, le=90, description="Local TSDB retention (AMP is the durable copy).")
+    retention_days: int = Field(
+        7, ge=1, le=90, description="Local TSDB retention (the only copy: no remote write yet)."
+    )
     storage_gib: int = Field(50, ge=10, description="Prometheus persistent volume size (GiB).")
 
 

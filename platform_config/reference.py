@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from platform_config.model import PlatformConfig
 
@@ -36,13 +35,11 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _default(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        value = field.default_factory()  # type: ignore[call-arg]
-    elif field.default is PydanticUndefined:
+def _default(field: FieldInfo, value: Any) -> str:
+    """`value` is the field's default where it is used: a section may set its own defaults for a nested
+    class (the gpu pool's node_class has 200Gi where NodeClassSettings says 100Gi)."""
+    if field.is_required():
         return "(required)"
-    else:
-        value = field.default
     if isinstance(value, BaseModel):
         return "see below"
     if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
@@ -50,25 +47,28 @@ def _default(field: FieldInfo) -> str:
     return f"`{json.dumps(value, default=str)}`"
 
 
-def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
+def _rows(model: type[BaseModel], defaults: BaseModel, prefix: str = "") -> list[str]:
     rows: list[str] = []
-    nested: list[tuple[str, type[BaseModel]]] = []
+    nested: list[tuple[str, type[BaseModel], BaseModel]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
+        value = getattr(defaults, name, None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            nested.append((key, annotation))
+            nested.append((key, annotation, value))
             continue
         description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {description} |")
-    for key, section in nested:
-        rows.extend(_rows(section, f"{key}."))
+        rows.append(f"| `{key}` | {_type_name(annotation)} | {_default(field, value)} | {description} |")
+    for key, section, section_defaults in nested:
+        rows.extend(_rows(section, section_defaults, f"{key}."))
     return rows
 
 
 def render_reference() -> str:
     header = ["| key | type / allowed | default (dev) | meaning |", "|---|---|---|---|"]
-    return "\n".join([START, *header, *_rows(PlatformConfig), END])
+    # The defaults as the model builds them, nested sections included (no validation: env_name is a stand-in).
+    defaults = PlatformConfig.model_construct(env_name="dev")
+    return "\n".join([START, *header, *_rows(PlatformConfig, defaults), END])
 
 
 def update_readme(path: Path) -> None:

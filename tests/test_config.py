@@ -297,6 +297,16 @@ def test_a_cluster_nobody_can_reach_is_warned_about() -> None:
     assert not any("documentation" in w for w in config_for("prod").warnings(today=date(2026, 11, 26)))
 
 
+def test_reference_shows_each_sections_own_defaults() -> None:
+    """A section may override the defaults of a nested class; the reference shows the value in force."""
+    reference = render_reference()
+    assert '| `inference.node_pools.gpu.node_class.ephemeral_storage` | str | `"200Gi"` |' in reference
+    assert '| `inference.node_pools.cpu.node_class.ephemeral_storage` | str | `"100Gi"` |' in reference
+    assert "| `inference.node_pools.cpu.disruption.consolidate_after_seconds` | int | `60` |" in reference
+    assert "| `inference.node_pools.gpu.disruption.consolidate_after_seconds` | int | `900` |" in reference
+    assert "| `env_name` | str | (required) |" in reference
+
+
 def test_readme_configuration_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     assert render_reference() in readme, (
