@@ -53,7 +53,7 @@ def _rows(model: type[BaseModel], defaults: BaseModel, prefix: str = "") -> list
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        value = getattr(defaults, name, None)
+        value: Any = getattr(defaults, name, None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.append((key, annotation, value))
             continue
