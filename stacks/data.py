@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -34,6 +34,15 @@ class DataStack(Stack):
         cluster = foundation.cluster.interface
         self.model_store = ModelStore(self, "ModelStore", key=foundation.keys.data, prefix=settings.bucket_prefix)
 
+        CfnOutput(
+            self, "ModelBucket", value=self.model_store.bucket.bucket_name, description="S3 bucket of model weights"
+        )
+        CfnOutput(
+            self,
+            "ModelUri",
+            value=self.model_store.model_uri(config.inference.vllm.model),
+            description="Where vLLM streams the model from (aws s3 sync the weights here)",
+        )
         self.vllm_identity = PodIdentityRole(
             self,
             "VllmIdentity",
@@ -57,6 +66,13 @@ class DataStack(Stack):
                 production=config.production,
             )
 
+        if self.gateway_stores:
+            CfnOutput(
+                self,
+                "GatewayMasterKeySecret",
+                value=self.gateway_stores.master_key_secret.secret_arn,
+                description="Secrets Manager secret holding the LiteLLM master key (field: key; clients send sk-<key>)",
+            )
         self.downloader_identity: PodIdentityRole | None = None
         if settings.download_job and settings.hf_token_secret_name:
             # The secret is created and filled by an operator (`aws secretsmanager create-secret`); the

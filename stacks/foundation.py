@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import cdk8s
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
@@ -69,6 +69,7 @@ class FoundationStack(Stack):
             labels=labels,
         )
         self.cluster.cluster.add_cdk8s_chart("PlatformStorage", self.storage)
+        CfnOutput(self, "ClusterName", value=config.prefix, description="EKS cluster name (aws eks update-kubeconfig)")
         self.features = ClusterFeaturesChart(k8s_app, "cluster-features", labels=labels)
         # overwrite: `kubectl apply` instead of `create`, so a ConfigMap someone already made (the docs tell
         # people to create it by hand) is taken over rather than failing the deployment.

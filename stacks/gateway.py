@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import cdk8s
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -122,6 +122,13 @@ class GatewayStack(Stack):
             watched_namespaces=[GATEWAY_NAMESPACE],
         )
         manifest = charts.apply(self, "Gateway", cluster=cluster, chart=self.chart)
+        CfnOutput(
+            self,
+            "GatewayAddressCommand",
+            value=f"kubectl -n {GATEWAY_NAMESPACE} get ingress litellm "
+            "-o jsonpath='{.status.loadBalancer.ingress[0].hostname}'",
+            description="Prints the gateway's ALB address once the Ingress is provisioned",
+        )
         # The SecretStore and ExternalSecret need the operator's CRDs first.
         manifest.node.add_dependency(self.external_secrets.chart)
         manifest.node.add_dependency(self.reloader.chart)

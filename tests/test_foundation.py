@@ -323,3 +323,21 @@ def test_every_log_group_is_encrypted_with_the_logs_key(each_env: Synthesized) -
     assert len(groups) == 4
     for group in groups.values():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [logs_key, "Arn"]}
+
+
+def test_stack_outputs_a_user_needs(dev: Synthesized) -> None:
+    foundation = dev.stack_json("foundation")["Outputs"]
+    assert foundation["ClusterName"]["Value"] == "genai-dev"
+    data = dev.stack_json("data")["Outputs"]
+    buckets = [
+        logical_id
+        for logical_id, bucket in resources_of(dev.stack_json("data"), "AWS::S3::Bucket").items()
+        if "/ModelStore/Models/" in bucket.get("Metadata", {}).get("aws:cdk:path", "")
+    ]
+    assert data["ModelBucket"]["Value"] == {"Ref": buckets[0]}
+    uri = json.dumps(data["ModelUri"]["Value"])
+    assert "s3://" in uri
+    assert "/models/meta-llama/Llama-3.1-8B-Instruct" in uri
+    assert "GatewayMasterKeySecret" in data
+    command = dev.stack_json("gateway")["Outputs"]["GatewayAddressCommand"]["Value"]
+    assert command.startswith("kubectl -n gateway get ingress litellm -o jsonpath=")
