@@ -141,7 +141,16 @@ def write_manifests(platform: Platform, manifests_dir: Path) -> None:
     for chart, stack in platform.charts.entries:
         path = manifests_dir / f"{chart.node.id}.k8s.yaml"
         text = path.read_text(encoding="utf-8")
-        path.write_text(render_deploy_time_values(text, stack), encoding="utf-8")
+        path.write_text(manifest_header(platform.config, stack) + render_deploy_time_values(text, stack), "utf-8")
+
+
+def manifest_header(config: PlatformConfig, stack: cdk.Stack) -> str:
+    """What a file in dist/k8s/ is: a review copy of one chart for one environment, not something to apply."""
+    return (
+        f"# Environment {config.env_name} ({config.prefix}), applied by the stack {stack.stack_name} through\n"
+        "# `cdk deploy`. A review artifact: values shown as <deploy-time {...}> are CloudFormation expressions\n"
+        "# resolved at deploy time, so this file cannot be applied with kubectl as it is.\n"
+    )
 
 
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")

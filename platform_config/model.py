@@ -371,6 +371,14 @@ class PlatformConfig(Settings):
                 f"{KUBERNETES_STANDARD_SUPPORT_ENDS[version]}: the control plane is billed at the "
                 "extended-support rate of $0.60/h instead of $0.10/h; upgrade to 1.35 or 1.36"
             )
+        store = self.inference.model_store
+        if not store.download_job:
+            found.append(
+                f"nothing fills the model bucket: vLLM streams {self.inference.vllm.model} from "
+                f"s3://<ModelBucket>/{store.bucket_prefix}/{self.inference.vllm.model} and stays unready until the "
+                "weights are there; copy them (aws s3 sync; Llama 3.1 is gated: accept its licence on Hugging "
+                "Face first) or set inference.model_store.download_job with hf_token_secret_name"
+            )
         if not self.cluster.admin_principal_arns:
             found.append(
                 "cluster.admin_principal_arns is empty: no person gets an EKS access entry, so nobody can use "

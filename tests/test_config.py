@@ -263,6 +263,8 @@ def test_every_error_is_reported_at_once() -> None:
 REACHABLE = {
     "cluster.admin_principal_arns": '["arn:aws:iam::123456789012:role/Admin"]',
     "cluster.public_access_cidrs": '["198.18.0.0/24"]',
+    "inference.model_store.download_job": "true",
+    "inference.model_store.hf_token_secret_name": "genai/hf-token",
 }
 
 
@@ -283,10 +285,20 @@ def test_standard_support_ends_are_respected_by_date() -> None:
 def test_a_cluster_nobody_can_reach_is_warned_about() -> None:
     """Dev's defaults: no admin access entry and a public endpoint open only to a documentation range."""
     warnings = config_for("dev").warnings(today=date(2026, 11, 26))
-    assert len(warnings) == 2
-    assert "cluster.admin_principal_arns is empty: no person gets an EKS access entry" in warnings[0]
-    assert "cdk.context.json" in warnings[0]
-    assert "cluster.public_access_cidrs ['192.0.2.0/24'] are documentation ranges (RFC 5737)" in warnings[1]
+    assert len(warnings) == 3
+    assert "cluster.admin_principal_arns is empty: no person gets an EKS access entry" in warnings[1]
+    assert "cdk.context.json" in warnings[1]
+    assert "cluster.public_access_cidrs ['192.0.2.0/24'] are documentation ranges (RFC 5737)" in warnings[2]
+
+
+def test_a_model_bucket_nothing_fills_is_warned_about() -> None:
+    (warning, *_) = config_for("dev").warnings(today=date(2026, 11, 26))
+    assert warning.startswith(
+        "nothing fills the model bucket: vLLM streams meta-llama/Llama-3.1-8B-Instruct from "
+        "s3://<ModelBucket>/models/meta-llama/Llama-3.1-8B-Instruct"
+    )
+    assert "Llama 3.1 is gated" in warning
+    assert not any("model bucket" in w for w in config_for("dev", **REACHABLE).warnings(today=date(2026, 11, 26)))
     # Any documentation range alone, or a subnet of one, still reaches nobody; one real network is enough.
     for cidrs in ('["203.0.113.0/24", "198.51.100.0/25"]', '["192.0.2.128/25"]'):
         only_docs = config_for("dev", **{"cluster.public_access_cidrs": cidrs})

@@ -126,3 +126,13 @@ def test_every_chart_resource_stays_under_the_size_budget(each_env: Synthesized)
     assert len(sizes) >= 7
     largest = max(sizes, key=lambda k: sizes[k])
     assert sizes[largest] < MAX_CHART_BYTES, (largest, sizes[largest])
+
+
+def test_each_manifest_file_says_what_it_is_for(dev: Synthesized, prod: Synthesized) -> None:
+    for synth, env in ((dev, "dev"), (prod, "prod")):
+        applied = {chart.node.id: stack.stack_name for chart, stack in synth.platform.charts.entries}
+        for path in sorted(synth.manifests_dir.glob("*.yaml")):
+            first = path.read_text().splitlines()[0]
+            stack = applied[path.name.removesuffix(".k8s.yaml")]
+            assert first == f"# Environment {env} (genai-{env}), applied by the stack {stack} through", path
+            assert "cannot be applied with kubectl as it is" in path.read_text()
