@@ -16,8 +16,10 @@ from tests.conftest import Synthesized, resources_of
 from tests.crd_schemas import (
     SCHEMA_DIR_ENV,
     MissingSchemasError,
+    UnknownKindError,
     _strict_schema,
     is_custom,
+    main,
     validate_custom_resource,
 )
 
@@ -78,6 +80,35 @@ def test_crd_validation_rejects_a_misspelt_field(dev: Synthesized) -> None:
     scaled["spec"]["triggers"][0]["metadata"]["threshold"] = 5  # must be a string
     with pytest.raises(jsonschema.ValidationError):
         validate_custom_resource(scaled)
+
+
+def test_external_secrets_are_validated_against_their_crds(dev: Synthesized) -> None:
+    external = json.loads(json.dumps(dev.one("ExternalSecret", "litellm")))
+    validate_custom_resource(external)
+    external["spec"]["refreshInterval"] = 300  # the CRD wants a duration string
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom_resource(external)
+    external = json.loads(json.dumps(dev.one("ExternalSecret", "litellm")))
+    external["spec"]["data"][0]["remoteRef"]["propertyy"] = "key"
+    with pytest.raises(jsonschema.ValidationError, match="propertyy"):
+        validate_custom_resource(external)
+    (store,) = [s for s in dev.find("SecretStore") if s["metadata"]["namespace"] == "gateway"]
+    store = json.loads(json.dumps(store))
+    store["spec"]["provider"]["aws"]["service"] = "SecretManager"
+    with pytest.raises(jsonschema.ValidationError, match="SecretManager"):
+        validate_custom_resource(store)
+
+
+def test_a_custom_kind_without_a_schema_fails_instead_of_being_skipped(tmp_path: Path) -> None:
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}
+    assert is_custom(unknown)
+    assert not is_custom({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"})
+    assert not is_custom({"apiVersion": "apps/v1", "kind": "Deployment"})
+    with pytest.raises(UnknownKindError, match=r"no CRD schema for \('example.com/v1', 'Widget'\)"):
+        validate_custom_resource(unknown)
+    path = tmp_path / "widget.yaml"
+    path.write_text(yaml.safe_dump(unknown))
+    assert main([str(path)]) == 1
 
 
 def test_missing_crd_schemas_fail_with_a_clear_message(
