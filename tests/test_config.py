@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from platform_config import ConfigError, load_config
-from platform_config.model import LOG_RETENTION_DAYS
 from platform_config.reference import render_reference
 from tests.conftest import ROOT, config_for, context_for
+
+# The values AWS::Logs::LogGroup RetentionInDays accepts (CloudFormation resource reference).
+CLOUDWATCH_RETENTION_DAYS = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+]  # fmt: skip
 
 
 def test_dev_defaults_synthesize_without_an_account() -> None:
@@ -121,7 +125,7 @@ def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
         pytest.param(
             {"cluster.control_plane_log_retention_days": "42"},
             f"cluster.control_plane_log_retention_days: must be one of CloudWatch Logs' retention values "
-            f"{list(LOG_RETENTION_DAYS)} (got '42')",
+            f"{CLOUDWATCH_RETENTION_DAYS} (got '42')",
             id="log-retention-not-a-cloudwatch-value",
         ),
         pytest.param(

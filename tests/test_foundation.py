@@ -7,8 +7,17 @@ from typing import Any
 
 from aws_cdk.assertions import Annotations, Match
 
-from cdk_constructs.auto_mode_cluster import AUTO_MODE_CLUSTER_ROLE_POLICIES, NODE_ROLE_MANAGED_POLICIES
 from tests.conftest import Synthesized, only, resources_of
+
+# EKS User Guide, create-node-role (Auto Mode) and auto-cluster-iam-role: the managed policies of each role.
+NODE_ROLE_MANAGED_POLICIES = ("AmazonEKSWorkerNodeMinimalPolicy", "AmazonEC2ContainerRegistryPullOnly")
+AUTO_MODE_CLUSTER_ROLE_POLICIES = (
+    "AmazonEKSClusterPolicy",
+    "AmazonEKSComputePolicy",
+    "AmazonEKSBlockStoragePolicy",
+    "AmazonEKSLoadBalancingPolicy",
+    "AmazonEKSNetworkingPolicy",
+)
 
 
 def _cluster(synth: Synthesized) -> dict[str, Any]:

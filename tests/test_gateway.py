@@ -8,7 +8,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from k8s.gateway import REQUESTS_METRIC
 from platform_config import ConfigError
 from tests.checkov_runner import run_checkov
 from tests.conftest import Synthesized, config_for
@@ -85,7 +84,8 @@ def test_gateway_scales_on_request_rate_and_cpu(gateway: Synthesized) -> None:
     spec = gateway.one("ScaledObject", "litellm")["spec"]
     assert spec["minReplicaCount"] == 2
     triggers = {t["name"]: t for t in spec["triggers"]}
-    assert REQUESTS_METRIC in triggers["request-rate"]["metadata"]["query"]
+    # LiteLLM's request counter as Prometheus stores it (FACTS.md; tests/test_gateway_proxy.py scrapes it).
+    assert "litellm_proxy_total_requests_metric_total" in triggers["request-rate"]["metadata"]["query"]
     assert triggers["cpu"] == {"type": "cpu", "name": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
 
 

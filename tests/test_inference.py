@@ -9,12 +9,20 @@ from typing import Any
 
 import pytest
 
-from k8s.autoscaling import REACTION_TARGET_SECONDS, queue_reaction_bound
-from platform_config.cold_start import COLD_START
-from platform_config.inference import AUTO_MODE_MAX_NODE_LIFETIME_HOURS
+from k8s.autoscaling import queue_reaction_bound
 from tests.conftest import Synthesized, resources_of
 
 GPU = "nvidia.com/gpu"
+
+
+# Auto Mode replaces every node after at most 21 days (EKS User Guide, automode; FACTS.md).
+AUTO_MODE_MAX_NODE_LIFETIME_HOURS = 21 * 24
+# The cold-start budget in the README: weights 30 s + engine 90 s in the container; plus node launch 90 s
+# and image pull 90 s from a scale-out decision (sources in platform_config/cold_start.py and FACTS.md).
+COLD_START_IN_CONTAINER_SECONDS = 30 + 90
+COLD_START_TOTAL_SECONDS = 90 + 90 + 30 + 90
+# The inference issue's requirement: a queue breach reaches the HPA within 30 s in the worst case.
+REACTION_TARGET_S = 30
 
 
 def _seconds(duration: str) -> int:
@@ -263,11 +271,11 @@ def test_cold_start_budget_is_respected_by_probe_stabilization_and_consolidation
     container = _vllm_container(each_env)
     startup = container["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= COLD_START.in_container_seconds
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= COLD_START_IN_CONTAINER_SECONDS
     behavior = each_env.one("ScaledObject", "vllm")["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= COLD_START.total_seconds
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= COLD_START_TOTAL_SECONDS
     consolidate = each_env.one("NodePool", "gpu")["spec"]["disruption"]["consolidateAfter"]
-    assert _seconds(consolidate) >= COLD_START.total_seconds
+    assert _seconds(consolidate) >= COLD_START_TOTAL_SECONDS
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/health"
 
@@ -277,7 +285,7 @@ def test_scaling_reaction_bound_from_synthesized_objects(each_env: Synthesized) 
     scrape_interval = _seconds(values["scrapeConfigs"]["vllm"]["scrape_interval"])
     bound = queue_reaction_bound(each_env.one("ScaledObject", "vllm"), scrape_interval)
     assert bound.metric_read == 0, "useCachedMetrics must stay off on the queue trigger"
-    assert bound.total <= REACTION_TARGET_SECONDS, bound
+    assert bound.total <= REACTION_TARGET_S, bound
 
 
 def test_reaction_bound_counts_caching_and_stabilization(dev: Synthesized) -> None:
@@ -289,7 +297,7 @@ def test_reaction_bound_counts_caching_and_stabilization(dev: Synthesized) -> No
     )
     bound = queue_reaction_bound(scaled, 5)
     assert bound.total == 5 + scaled["spec"]["pollingInterval"] + 15 + 30 + 1
-    assert bound.total > REACTION_TARGET_SECONDS
+    assert bound.total > REACTION_TARGET_S
 
 
 # --- the signal path --------------------------------------------------------------------------------
