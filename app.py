@@ -19,8 +19,10 @@ import aws_cdk as cdk
 import cdk8s
 
 from cdk_constructs.manifests import AppliedCharts
-from compliance.nag import apply_compliance
-from compliance.report import write_report
+from compliance.audit import ComplianceAudit, ComplianceError, audit
+from compliance.eks_checks import rules_for
+from compliance.nag import apply_compliance, plugin_names
+from compliance.report import checkov_skips, render_report, write_report
 from platform_config import ConfigError, PlatformConfig, load_config
 from stacks.data import DataStack
 from stacks.foundation import FoundationStack
@@ -165,6 +167,27 @@ def render_deploy_time_values(text: str, stack: cdk.Stack) -> str:
     return _TOKEN.sub(expression, text)
 
 
+def synthesize(platform: Platform, dist: Path) -> ComplianceAudit:
+    """Synthesize the cloud assembly, check its acknowledgments, then write dist/k8s and the report.
+
+    Raises ComplianceError (before anything is written to `dist`) when an acknowledgment is stale or
+    misplaced; the assembly CDK wrote stays for inspection, its validation report included.
+    """
+    assembly_dir = Path(platform.app.synth().directory)
+    findings = audit(platform.app, assembly_dir, plugin_names())
+    findings.check()
+    write_manifests(platform, dist / "k8s")
+    report = render_report(
+        platform.config.env_name,
+        findings,
+        [stack.node.path for stack in platform.stacks],
+        rules_for(platform.config.production),
+        checkov_skips(assembly_dir),
+    )
+    write_report(dist / "compliance-report.md", report)
+    return findings
+
+
 def main() -> int:
     app = cdk.App()
     try:
@@ -174,9 +197,11 @@ def main() -> int:
         return 1
     dist = Path(str(app.node.try_get_context("dist_dir") or "dist"))
     platform = build_platform(app, config, dist / "k8s")
-    app.synth()
-    write_manifests(platform, dist / "k8s")
-    write_report(app, config.env_name, dist / "compliance-report.md")
+    try:
+        synthesize(platform, dist)
+    except ComplianceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from cdk_constructs.log_retention import retention
 from compliance.acknowledgments import acknowledge, acknowledge_aws_managed_policies
+from compliance.checkov_skips import skip_checkov
 from platform_config.model import ClusterSettings
 
 ALL_CONTROL_PLANE_LOGS = (
@@ -43,6 +44,10 @@ AUTO_MODE_CLUSTER_ROLE_POLICIES = (
 _KUBECTL_PROVIDER_REASON = (
     "Part of aws-cdk-lib's kubectl provider, which applies manifests and Helm charts during "
     "deployment; CDK exposes no option for this, it runs only during stack operations."
+)
+_KUBECTL_PROVIDER_ENVIRONMENT_REASON = (
+    "The provider's environment holds an STS endpoint setting and a function ARN, no secret; Lambda "
+    "encrypts it at rest with its AWS managed key."
 )
 
 
@@ -173,6 +178,11 @@ def acknowledge_kubectl_provider(cluster: eks.Cluster) -> None:
             acknowledge(function, f"{pack}-LambdaDLQ", _KUBECTL_PROVIDER_REASON)
         for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
             acknowledge(default_policy, f"{pack}-IAMNoInlinePolicy", _KUBECTL_PROVIDER_REASON)
+        # checkov's checks of the same concerns, and of environment encryption: the variables are an
+        # STS endpoint setting and the handler's ARN, encrypted at rest by Lambda's AWS managed key.
+        skip_checkov(function, "CKV_AWS_115", _KUBECTL_PROVIDER_REASON)
+        skip_checkov(function, "CKV_AWS_116", _KUBECTL_PROVIDER_REASON)
+        skip_checkov(function, "CKV_AWS_173", _KUBECTL_PROVIDER_ENVIRONMENT_REASON)
         acknowledge_aws_managed_policies(
             role,
             ["service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"],

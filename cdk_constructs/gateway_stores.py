@@ -89,26 +89,15 @@ class GatewayStores(Construct):
         # The secret RDS manages (created with the cluster; read-only for CDK).
         assert self.database.secret is not None
         self.database_secret_arn = self.database.secret.secret_arn
-        for pack in ("AwsSolutions-RDS11",):
-            acknowledge(
-                self.database,
-                pack,
-                "The default PostgreSQL port; the security group admits only the "
-                "cluster's nodes, so a non-standard port would add nothing but configuration.",
-            )
-        acknowledge(
-            self.database,
-            "AwsSolutions-RDS6",
-            "IAM database authentication is enabled; LiteLLM connects with the RDS-managed password, "
-            "which RDS rotates in Secrets Manager.",
-        )
-        for pack in ("NIST.800.53.R5", "HIPAA.Security"):
-            acknowledge(
-                self.database,
-                f"{pack}-RDSInBackupPlan",
-                "Aurora's continuous backups with point-in-time restore (7 days in dev, 35 in production) are "
-                "the backup; an AWS Backup plan would keep a second copy of disposable gateway state.",
-            )
+        # Raised on each DB instance (the backup-plan rules look at AWS::RDS::DBInstance).
+        for instance in ["writer", *(["reader"] if production else [])]:
+            for pack in ("NIST.800.53.R5", "HIPAA.Security"):
+                acknowledge(
+                    self.database.node.find_child(instance),
+                    f"{pack}-RDSInBackupPlan",
+                    "Aurora's continuous backups with point-in-time restore (7 days in dev, 35 in production) "
+                    "are the backup; an AWS Backup plan would keep a second copy of disposable gateway state.",
+                )
         acknowledge_aws_managed_policies(
             self.database.node.find_child("MonitoringRole"),
             ["service-role/AmazonRDSEnhancedMonitoringRole"],
@@ -118,7 +107,6 @@ class GatewayStores(Construct):
             for pack in (
                 "AwsSolutions-RDS10",
                 "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
-                "PCI.DSS.321-RDSInstanceDeletionProtectionEnabled",
                 "HIPAA.Security-RDSInstanceDeletionProtectionEnabled",
             ):
                 acknowledge(
@@ -244,7 +232,7 @@ class GatewayStores(Construct):
             removal_policy=removal,
         )
         acknowledge(secret, "AwsSolutions-SMG4", no_rotation_reason)
-        for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
+        for pack in ("NIST.800.53.R5", "HIPAA.Security"):
             acknowledge(secret, f"{pack}-SecretsManagerRotationEnabled", no_rotation_reason)
         return secret
 

@@ -22,6 +22,8 @@ from aws_cdk import (
     PolicyViolation,
 )
 
+# Every rule id starts with this; acknowledgments are matched to this plugin by it.
+RULE_PREFIX = "Platform-EKS-"
 REQUIRED_LOG_TYPES = frozenset({"api", "audit", "authenticator", "controllerManager", "scheduler"})
 
 
@@ -51,20 +53,20 @@ def _endpoint_private(props: dict[str, Any]) -> bool:
 
 
 SECRETS_ENCRYPTION = Rule(
-    "Platform-EKS-SecretsEncryption",
+    f"{RULE_PREFIX}SecretsEncryption",
     "The cluster encrypts Kubernetes Secrets with a customer-managed KMS key.",
     "Pass secrets_encryption_key to the cluster.",
     _secrets_encrypted,
 )
 CONTROL_PLANE_LOGS = Rule(
-    "Platform-EKS-ControlPlaneLogs",
+    f"{RULE_PREFIX}ControlPlaneLogs",
     "The cluster sends all five control-plane log types (api, audit, authenticator, "
     "controllerManager, scheduler) to CloudWatch.",
     "Pass cluster_logging with every ClusterLoggingTypes member.",
     _all_logs_enabled,
 )
 PRIVATE_ENDPOINT = Rule(
-    "Platform-EKS-PrivateEndpoint",
+    f"{RULE_PREFIX}PrivateEndpoint",
     "A production cluster's API endpoint is private only.",
     "Set cluster.endpoint_access to 'private' for production.",
     _endpoint_private,

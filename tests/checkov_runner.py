@@ -1,4 +1,5 @@
-"""Runs checkov's Kubernetes checks on a directory of manifests, offline, and parses its JSON report.
+"""Runs checkov's Kubernetes checks on a directory of manifests (or its CloudFormation checks on a cloud
+assembly), offline, and parses its JSON report.
 
 checkov lives in its own venv, `.venv-checkov` at the repo root (its dependency pins clash with the
 project's), so it is run as a CLI, never imported. Each run takes about 2 s, nearly all of it
@@ -35,8 +36,6 @@ INSTALL_COMMAND = "python3 -m venv .venv-checkov && .venv-checkov/bin/python -m 
 # `--compact`: no code blocks in the report (a quarter of the JSON). Not `--quiet`: it drops the
 # skipped checks from the JSON report.
 CHECKOV_ARGS: tuple[str, ...] = (
-    "--framework",
-    "kubernetes",
     "--output",
     "json",
     "--compact",
@@ -141,17 +140,27 @@ def checkov_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 def run_checkov(
     directory: Path,
     *,
+    framework: str = "kubernetes",
     extra_args: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> CheckovReport:
-    """Run checkov's Kubernetes checks on every manifest under `directory` (multi-document YAML is
-    fine) and return what it found. `extra_args` go to the checkov CLI as they are (e.g.
-    `["--skip-check", "CKV_K8S_43"]`)."""
+    """Run checkov's `framework` checks (`kubernetes`: every manifest under `directory`, multi-document
+    YAML is fine; `cloudformation`: every template, e.g. in cdk.out) and return what it found.
+    `extra_args` go to the checkov CLI as they are (e.g. `["--skip-check", "CKV_K8S_43"]`). A skip in
+    a template is `Metadata.checkov.skip: [{id, comment}]` on the resource."""
     if not directory.is_dir():
         # checkov itself logs "does not exist; skipping it" and exits 0 with no report.
         raise FileNotFoundError(f"not a directory: {directory}")
     binary = checkov_binary()
-    command = [str(binary), "--directory", str(directory.resolve()), *CHECKOV_ARGS, *extra_args]
+    command = [
+        str(binary),
+        "--directory",
+        str(directory.resolve()),
+        "--framework",
+        framework,
+        *CHECKOV_ARGS,
+        *extra_args,
+    ]
     try:
         proc = subprocess.run(
             command,

@@ -15,7 +15,9 @@ import pytest
 import yaml
 from aws_cdk.assertions import Template
 
-from app import Platform, build_platform, write_manifests
+from app import Platform, build_platform
+from app import synthesize as synthesize_platform
+from compliance.audit import ComplianceAudit
 from platform_config import PlatformConfig, cdk_json_context, load_config
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -37,6 +39,7 @@ class Synthesized:
     outdir: Path
     template: Template
     manifests_dir: Path
+    audit: ComplianceAudit
 
     @property
     def config(self) -> PlatformConfig:
@@ -79,10 +82,9 @@ def synthesize(tmp: Path, env: str = "dev", **overrides: Any) -> Synthesized:
     # The CDK CLI turns construct-path metadata on; tests find resources by path, so do the same.
     app = cdk.App(context={**context, "aws:cdk:enable-path-metadata": True}, outdir=str(tmp / "cdk.out"))
     platform = build_platform(app, load_config(context), tmp / "k8s")
-    app.synth()
-    write_manifests(platform, tmp / "k8s")
+    audit = synthesize_platform(platform, tmp)
     template = Template.from_stack(platform.foundation)
-    return Synthesized(platform, tmp / "cdk.out", template, tmp / "k8s")
+    return Synthesized(platform, tmp / "cdk.out", template, tmp / "k8s", audit)
 
 
 @pytest.fixture(scope="session")

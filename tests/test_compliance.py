@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +15,15 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_s3 as s3
 
 from compliance.acknowledgments import acknowledge
+from compliance.audit import ComplianceError, audit
 from compliance.eks_checks import (
     CONTROL_PLANE_LOGS,
     PRIVATE_ENDPOINT,
     SECRETS_ENCRYPTION,
-    PlatformEksChecks,
     rules_for,
     violations,
 )
-from compliance.nag import apply_compliance
-from compliance.report import collect_acknowledgments, render_report
+from compliance.nag import apply_compliance, pack_rules, plugin_names
 from tests.conftest import Synthesized, only, resources_of
 
 
@@ -73,7 +74,7 @@ def _bare_cluster_app(tmp_path: Path, *, production: bool) -> cdk.App:
         vpc=vpc,
         default_capacity_type=eks.DefaultCapacityType.AUTOMODE,
     )
-    cdk.Validations.of(app).add_plugins(PlatformEksChecks(production=production))
+    apply_compliance(app, production=production)
     return app
 
 
@@ -86,13 +87,20 @@ def test_platform_checks_fail_synth_for_a_bare_cluster(tmp_path: Path) -> None:
         assert rule_id in message
 
 
-def test_cdk_nag_error_fails_synth(tmp_path: Path) -> None:
+def test_every_cdk_nag_pack_fails_synth(tmp_path: Path) -> None:
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "Leaky")
     s3.Bucket(stack, "Unencrypted", encryption=s3.BucketEncryption.UNENCRYPTED)
     apply_compliance(app, production=False)
-    with pytest.raises(RuntimeError, match="AwsSolutions-S10"):
+    with pytest.raises(RuntimeError) as raised:
         app.synth()
+    for finding in (
+        "AwsSolutions-S10",
+        "NIST.800.53.R5-S3BucketSSLRequestsOnly",
+        "HIPAA.Security-S3BucketSSLRequestsOnly",
+        "PCI.DSS.321-S3BucketSSLRequestsOnly",
+    ):
+        assert finding in str(raised.value)
 
 
 def test_acknowledgment_is_narrow_to_one_finding(tmp_path: Path) -> None:
@@ -115,27 +123,154 @@ def test_acknowledgment_is_narrow_to_one_finding(tmp_path: Path) -> None:
     assert "S3BucketReplicationEnabled" in str(raised.value)
 
 
+def test_acknowledgment_needs_a_known_pack(tmp_path: Path) -> None:
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "Unknown")
+    with pytest.raises(ValueError, match=r"belongs to no registered pack.*AwsSolutions-"):
+        acknowledge(stack, "Serverless-LambdaTracing", "A pack the platform does not register at all.")
+
+
 def test_acknowledgment_needs_a_reviewable_reason(tmp_path: Path) -> None:
     stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "Reasons")
     with pytest.raises(ValueError, match="needs a reason a reviewer can check"):
         acknowledge(stack, "AwsSolutions-IAM4", "TODO")
 
 
-def test_report_lists_every_acknowledgment_with_path_and_reason(dev: Synthesized) -> None:
-    records = collect_acknowledgments(dev.platform.app)
-    assert len(records) >= 30
-    assert all(r.reason and r.finding_id and r.path.startswith("genai-dev-") for r in records)
-    paths_by_id = {(r.path, r.finding_id) for r in records}
-    assert (
-        "genai-dev-foundation/Eks/NodeRole",
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy]",
-    ) in paths_by_id
-    report = render_report("dev", records)
-    assert report.startswith("# Compliance report: environment `dev`")
-    assert report.count("\n| `genai-dev-") == len(records)
+# cdk-nag 3.0.2's packs: the number of `this.applyRule(...)` calls in lib/packs/<pack>.js, one per rule.
+RULES_PER_PACK = {"AwsSolutions": 131, "NIST.800.53.R5": 85, "HIPAA.Security": 90, "PCI.DSS.321": 69}
 
 
-def test_no_acknowledgment_is_stack_wide(dev: Synthesized, prod: Synthesized) -> None:
-    for synth in (dev, prod):
-        stack_path = synth.platform.foundation.node.path
-        assert all(r.path != stack_path for r in collect_acknowledgments(synth.platform.app))
+def test_pack_rules_are_read_from_the_installed_packs() -> None:
+    for pack, count in RULES_PER_PACK.items():
+        assert len(pack_rules(pack)) == count, pack
+    assert {"AwsSolutions-S1", "AwsSolutions-IAM4", "AwsSolutions-EKS1"} <= set(pack_rules("AwsSolutions"))
+    assert "NIST.800.53.R5-S3BucketLoggingEnabled" in pack_rules("NIST.800.53.R5")
+    assert "HIPAA.Security-RDSInBackupPlan" in pack_rules("HIPAA.Security")
+    # The PCI pack has no Secrets Manager rotation rule: acknowledging one would acknowledge nothing.
+    assert "PCI.DSS.321-SecretsManagerRotationEnabled" not in pack_rules("PCI.DSS.321")
+    assert "PCI.DSS.321-SecretsManagerUsingKMSKey" in pack_rules("PCI.DSS.321")
+    assert plugin_names() == {*RULES_PER_PACK, "PlatformEksChecks"}
+
+
+def _bucket_app(tmp_path: Path) -> tuple[cdk.App, cdk.Stack, s3.Bucket]:
+    """A bucket whose only findings are access logs and replication, those of three packs acknowledged."""
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Audited")
+    bucket = s3.Bucket(
+        stack,
+        "Bucket",
+        enforce_ssl=True,
+        versioned=True,
+        encryption=s3.BucketEncryption.KMS,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+    )
+    apply_compliance(app, production=False)
+    for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
+        acknowledge(bucket, f"{pack}-S3BucketReplicationEnabled", "Replication is out of scope of this test.")
+        acknowledge(bucket, f"{pack}-S3BucketLoggingEnabled", "Access logs are out of scope of this test.")
+    return app, stack, bucket
+
+
+def test_a_bucket_with_its_findings_acknowledged_audits_clean(tmp_path: Path) -> None:
+    app, _, bucket = _bucket_app(tmp_path)
+    acknowledge(bucket, "AwsSolutions-S1", "Access logs are out of scope of this test.")
+    app.synth()
+    result = audit(app, tmp_path, plugin_names())
+    assert result.problems() == []
+    assert result.failed == []
+    assert {(f.rule, f.construct, f.acknowledged_at) for f in result.acknowledged if f.plugin == "AwsSolutions"} == {
+        ("AwsSolutions-S1", "Audited/Bucket/Resource", "Audited/Bucket")
+    }
+    assert len(result.acknowledged) == 7
+
+
+def test_a_stale_acknowledgment_is_a_problem(tmp_path: Path) -> None:
+    app, _, bucket = _bucket_app(tmp_path)
+    acknowledge(bucket, "AwsSolutions-S1", "Access logs are out of scope of this test.")
+    # Versioning is on, so the versioning rule raises nothing here: this acknowledges nothing.
+    acknowledge(bucket, "NIST.800.53.R5-S3BucketVersioningEnabled", "Versioning is out of scope of this test.")
+    app.synth()
+    stale = "NIST.800.53.R5-S3BucketVersioningEnabled on Audited/Bucket matches no"
+    with pytest.raises(ComplianceError, match=re.escape(stale)):
+        audit(app, tmp_path, plugin_names()).check()
+
+
+def test_an_acknowledgment_above_the_raising_resource_is_a_problem(tmp_path: Path) -> None:
+    app, stack, _ = _bucket_app(tmp_path)
+    acknowledge(stack, "AwsSolutions-S1", "Access logs are out of scope of this test.")
+    app.synth()
+    misplaced = "AwsSolutions-S1 is raised by Audited/Bucket/Resource but acknowledged on Audited;"
+    with pytest.raises(ComplianceError, match=re.escape(misplaced)):
+        audit(app, tmp_path, plugin_names()).check()
+
+
+def test_platform_synth_fails_on_a_stale_acknowledgment_and_writes_no_manifests(tmp_path: Path) -> None:
+    from app import build_platform, synthesize
+    from platform_config import load_config
+    from tests.conftest import context_for
+
+    context = context_for("dev")
+    app = cdk.App(context=context, outdir=str(tmp_path / "cdk.out"))
+    platform = build_platform(app, load_config(context), tmp_path / "k8s")
+    assert platform.data.gateway_stores is not None
+    # IAM database authentication is on, so AwsSolutions-RDS6 is never raised.
+    acknowledge(platform.data.gateway_stores.database, "AwsSolutions-RDS6", "IAM database authentication is on here.")
+    stale = "AwsSolutions-RDS6 on genai-dev-data/GatewayStores/Database matches no finding"
+    with pytest.raises(ComplianceError, match=re.escape(stale)):
+        synthesize(platform, tmp_path)
+    assert not (tmp_path / "k8s").exists()
+    assert not (tmp_path / "compliance-report.md").exists()
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_synthesized_acknowledgments_are_all_used_and_on_their_resources(
+    env: str, dev: Synthesized, prod: Synthesized
+) -> None:
+    synth = {"dev": dev, "prod": prod}[env]
+    assert synth.audit.problems() == []
+    assert synth.audit.failed == []
+    assert len(synth.audit.acknowledged) >= 55
+    assert all(f.acknowledged_at != f.stack for f in synth.audit.acknowledged)
+
+
+def _report_table(markdown: str, heading: str) -> list[list[str]]:
+    """The rows of the table under `## heading...`, as cells without their backticks."""
+    section = markdown.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    return [[cell.strip().strip("`").replace("\\|", "|") for cell in row[2:-2].split(" | ")] for row in rows[1:]]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_report_agrees_with_cdks_validation_report(env: str, dev: Synthesized, prod: Synthesized) -> None:
+    synth = {"dev": dev, "prod": prod}[env]
+    markdown = (synth.outdir.parent / "compliance-report.md").read_text()
+    validation = json.loads((synth.outdir / "validation-report.json").read_text())
+    suppressed = {
+        (where["constructPath"], violation["ruleName"], violation["reason"])
+        for plugin in validation["pluginReports"]
+        if plugin["pluginName"] in plugin_names()
+        for violation in plugin.get("suppressedViolations") or []
+        for where in violation["violatingConstructs"]
+    }
+    acknowledged_rows = {tuple(row) for row in _report_table(markdown, "Acknowledged findings")}
+    assert acknowledged_rows == suppressed
+    assert f"## Acknowledged findings ({len(suppressed)})" in markdown
+    unsuppressed = [
+        v for p in validation["pluginReports"] if p["pluginName"] in plugin_names() for v in p["violations"]
+    ]
+    assert unsuppressed == []
+    assert "## Failed findings (0)" in markdown
+    per_pack: dict[str, int] = {}
+    for _, pack, evaluated, passed, acknowledged, failed in _report_table(markdown, "Rules per stack and pack"):
+        assert int(evaluated) == RULES_PER_PACK[pack]
+        assert int(failed) == 0
+        assert 0 < int(passed) <= int(evaluated)
+        per_pack[pack] = per_pack.get(pack, 0) + int(acknowledged)
+    for plugin in validation["pluginReports"]:
+        if plugin["pluginName"] in RULES_PER_PACK:
+            count = sum(len(v["violatingConstructs"]) for v in plugin.get("suppressedViolations") or [])
+            assert per_pack[plugin["pluginName"]] == count
+    eks_rows = {row[0]: row[2] for row in _report_table(markdown, "The platform's EKS checks")}
+    expected = {"Platform-EKS-SecretsEncryption", "Platform-EKS-ControlPlaneLogs"}
+    if env == "prod":
+        expected.add("Platform-EKS-PrivateEndpoint")
+    assert eks_rows == dict.fromkeys(expected, "passed")
