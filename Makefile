@@ -22,19 +22,22 @@ export PYTHONDONTWRITEBYTECODE := 1
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	scripts/ensure-prereqs.sh
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
+	scripts/step.sh "installing the app's Python packages into $(VENV) (1-3 min on a fresh machine)" \
+	  $(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	scripts/ensure-prereqs.sh
 	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep -v "^WARNING: Location" >&2)
+	scripts/step.sh "installing checkov into $(CHECKOV_VENV) (about 1 min)" \
+	  $(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
 $(LITELLM_VENV)/.installed: requirements-litellm.txt
 	scripts/ensure-prereqs.sh
 	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
-	$(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep -v "^WARNING: Location" >&2)
+	scripts/step.sh "installing the LiteLLM proxy into $(LITELLM_VENV) (1-2 min)" \
+	  $(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
 # promtool and prometheus (Debian's package) for the PromQL checks and the scaling-path test.
@@ -49,7 +52,7 @@ $(LITELLM_VENV)/.installed: requirements-litellm.txt
 
 node_modules/.installed: package.json package-lock.json
 	scripts/ensure-prereqs.sh
-	npm ci --no-audit --no-fund --loglevel=error
+	scripts/step.sh "installing the pinned CDK CLI into node_modules" npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 deps: $(VENV)/.installed node_modules/.installed

@@ -114,7 +114,10 @@ class AutoModeCluster(Construct):
             kubectl_provider_options=eks.KubectlProviderOptions(
                 kubectl_layer=kubectl_layer(self, settings.kubernetes_version)
             ),
-            removal_policy=removal_policy,
+            # Always deleted with the stack, in every environment: the cluster keeps no data that outlives
+            # it (weights in S3, gateway state in Aurora), a retained one stays billed, and its retained
+            # security group would make the VPC's deletion fail. Termination protection guards prod.
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.cluster.node.add_dependency(self.control_plane_logs)
         # EKS tags the cluster security group it creates with this (EKS User Guide, sec-group-reqs);

@@ -20,7 +20,7 @@ from compliance.nag import plugin_for
 
 def acknowledge(scope: IConstruct, finding_id: str, reason: str) -> None:
     """Acknowledge one finding on `scope` (the construct that raises it), with a reviewable reason."""
-    if len(reason) < 20 or reason.strip().lower() in {"todo", "demo", "n/a"}:
+    if len(reason.strip()) < 20 or reason.strip().lower() in {"todo", "demo", "n/a"}:
         raise ValueError(f"acknowledgment of {finding_id} needs a reason a reviewer can check")
     Validations.of(scope).acknowledge(Acknowledgment(id=f"{plugin_for(finding_id)}::{finding_id}", reason=reason))
 
