@@ -89,3 +89,17 @@ def test_claims_table_names_tests_that_exist() -> None:
         assert function in _test_functions(ROOT / file), f"{file}::{function} (claims table) does not exist"
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("|---")][1:]
     assert all("`tests/" in row for row in rows), "every claim names at least one test"
+
+
+def test_walkthrough_commands_run_as_written(dev: Synthesized) -> None:
+    # kubectl watches one resource type only ("you may only specify a single resource type").
+    for match in re.finditer(r"kubectl [^\n]*\bget (\S+)[^\n]* -w\b", WALKTHROUGH):
+        assert "," not in match.group(1), f"`{match.group(0)}` watches several resource types"
+    # The output is a whole command with quoted jsonpath: bash must re-parse it, so it runs through eval.
+    command = dev.stack_json("gateway")["Outputs"]["GatewayAddressCommand"]["Value"]
+    assert "jsonpath='" in command
+    assert 'eval "$(out genai-dev-gateway GatewayAddressCommand)"' in WALKTHROUGH
+    hpa = re.search(r"describe hpa\s+(\S+)`", WALKTHROUGH)
+    assert hpa
+    scaled = dev.one("ScaledObject", "vllm")
+    assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"] == hpa.group(1)
