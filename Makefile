@@ -23,21 +23,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	scripts/ensure-prereqs.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	scripts/step.sh "installing the app's Python packages into $(VENV) (1-3 min on a fresh machine)" \
-	  $(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
+	  $(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	scripts/ensure-prereqs.sh
 	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
 	scripts/step.sh "installing checkov into $(CHECKOV_VENV) (about 1 min)" \
-	  $(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep -v "^WARNING: Location" >&2)
+	  $(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(LITELLM_VENV)/.installed: requirements-litellm.txt
 	scripts/ensure-prereqs.sh
 	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
 	scripts/step.sh "installing the LiteLLM proxy into $(LITELLM_VENV) (1-2 min)" \
-	  $(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep -v "^WARNING: Location" >&2)
+	  $(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 # promtool and prometheus (Debian's package) for the PromQL checks and the scaling-path test.
@@ -62,7 +62,7 @@ test-deps: deps $(CHECKOV_VENV)/.installed $(LITELLM_VENV)/.installed .tools-pro
 ROUTER_VENV := .venv-router
 $(ROUTER_VENV)/.installed: requirements-router.txt
 	test -x $(ROUTER_VENV)/bin/python || python3 -m venv $(ROUTER_VENV)
-	$(ROUTER_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-router.txt 2> >(grep -v "^WARNING: Location" >&2)
+	$(ROUTER_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-router.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 # The paths from LiteLLM to vLLM, measured (the connection setting the gateway uses vs the vLLM router).
@@ -78,6 +78,7 @@ synth: deps
 	npx --no-install cdk synth --quiet -c env=$(ENV) $(ARGS)
 	@echo "templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
 	@echo "manifests: $$(ls dist/k8s/*.yaml | tr '\n' ' ')"
+	@echo "alerting rules: dist/prometheus/alerting_rules.yml"
 	@echo "compliance report: dist/compliance-report.md"
 
 # --- test: everything that proves it ---------------------------------------------------------------

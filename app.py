@@ -17,6 +17,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import cdk8s
+import yaml
 
 from cdk_constructs.manifests import AppliedCharts
 from compliance.audit import ComplianceAudit, ComplianceError, audit
@@ -80,7 +81,8 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
         f"{config.prefix}-observability",
         config=config,
         foundation=foundation,
-        description=f"{config.name} GenAI platform ({config.env_name}): Prometheus and DCGM exporter",
+        data=data,
+        description=f"{config.name} GenAI platform ({config.env_name}): Prometheus, DCGM exporter, CloudWatch",
         **common,
     )
     inference = InferenceStack(
@@ -146,6 +148,31 @@ def write_manifests(platform: Platform, manifests_dir: Path) -> None:
         path.write_text(manifest_header(platform.config, stack) + render_deploy_time_values(text, stack), "utf-8")
 
 
+class _BlockStrings(yaml.SafeDumper):
+    """Multi-line strings (PromQL with `and`) as YAML block literals, as a person would write them."""
+
+
+_BlockStrings.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
+
+
+def write_alerting_rules(platform: Platform, directory: Path) -> Path:
+    """The Prometheus rule file the observability stack loads, for review and for promtool."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "alerting_rules.yml"
+    header = (
+        f"# Environment {platform.config.env_name}: the alerting rules the in-cluster Prometheus loads (Helm value\n"
+        f"# serverFiles.alerting_rules.yml of the stack {platform.observability.stack_name}).\n"
+    )
+    body = yaml.dump(
+        {"groups": platform.observability.alerting_rule_groups}, Dumper=_BlockStrings, sort_keys=False, width=120
+    )
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
 def manifest_header(config: PlatformConfig, stack: cdk.Stack) -> str:
     """What a file in dist/k8s/ is: a review copy of one chart for one environment, not something to apply."""
     return (
@@ -177,6 +204,7 @@ def synthesize(platform: Platform, dist: Path) -> ComplianceAudit:
     findings = audit(platform.app, assembly_dir, plugin_names())
     findings.check()
     write_manifests(platform, dist / "k8s")
+    write_alerting_rules(platform, dist / "prometheus")
     report = render_report(
         platform.config.env_name,
         findings,

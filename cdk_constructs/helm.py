@@ -146,6 +146,7 @@ class Prometheus(Construct):
         storage_gib: int,
         storage_class: str,
         secret_mounts: list[dict[str, Any]] | None = None,
+        alerting_rule_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.url = f"http://{self.RELEASE}-server.{namespace}.svc.cluster.local:{self.SERVICE_PORT}"
@@ -195,6 +196,8 @@ class Prometheus(Construct):
                 "extraSecretMounts": list(secret_mounts or []),
             },
             "configmapReload": {"prometheus": {"containerSecurityContext": RESTRICTED_CONTAINER}},
+            # The chart's server config lists /etc/config/alerting_rules.yml in rule_files; this fills it.
+            "serverFiles": {"alerting_rules.yml": {"groups": list(alerting_rule_groups or [])}},
         }
         self.chart = _helm(
             self,

@@ -18,6 +18,7 @@ from platform_config import namespaces
 from platform_config.base import Settings, matching
 from platform_config.gateway import GatewaySettings
 from platform_config.inference import InferenceSettings
+from platform_config.observability import ObservabilitySettings
 
 # EKS versions this platform accepts, with the end of standard support for each (awsdocs
 # amazon-eks-user-guide kubernetes-versions.adoc, see ../shared/design/FACTS.md). A version past
@@ -305,6 +306,7 @@ class PlatformConfig(Settings):
     addons: AddonSettings = AddonSettings()
     inference: InferenceSettings = InferenceSettings()
     gateway: GatewaySettings = GatewaySettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     namespaces: tuple[NamespaceSettings, ...] = Field(
         default_factory=_default_namespaces,
         description="Namespaces the platform creates, each {name, pod_security}; pod_security is "

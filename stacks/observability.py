@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
+from cdk_constructs.cloudwatch_monitoring import CloudWatchMonitoring
 from cdk_constructs.helm import DcgmExporter, Prometheus
+from k8s.alert_rules import alert_rule_groups
+from k8s.autoscaling import MetricSelector
 from k8s.metrics import (
     LITELLM_TOKEN_DIR,
     LITELLM_TOKEN_SECRET,
@@ -17,6 +20,7 @@ from k8s.metrics import (
 )
 from k8s.storage import DEFAULT_STORAGE_CLASS
 from platform_config import PlatformConfig, namespaces
+from stacks.data import DataStack
 from stacks.foundation import FoundationStack
 
 OBSERVABILITY_NAMESPACE = namespaces.OBSERVABILITY
@@ -27,7 +31,14 @@ VLLM_APP = "vllm"
 
 class ObservabilityStack(Stack):
     def __init__(
-        self, scope: Construct, id: str, *, config: PlatformConfig, foundation: FoundationStack, **kwargs: Any
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: PlatformConfig,
+        foundation: FoundationStack,
+        data: DataStack,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         metrics = config.inference.metrics
@@ -56,6 +67,16 @@ class ObservabilityStack(Stack):
                     "optional": True,
                 }
             )
+        autoscaling = config.inference.autoscaling
+        self.alerting_rule_groups = alert_rule_groups(
+            config.observability.alerts,
+            MetricSelector(
+                namespace=INFERENCE_NAMESPACE, model_name=config.inference.vllm.served_model_name, pod_prefix=VLLM_APP
+            ),
+            max_replicas=autoscaling.max_replicas,
+            queue_threshold=autoscaling.queue_depth_per_replica,
+            gateway=config.gateway.enabled,
+        )
         self.prometheus = Prometheus(
             self,
             "Prometheus",
@@ -67,6 +88,7 @@ class ObservabilityStack(Stack):
             storage_gib=metrics.storage_gib,
             storage_class=DEFAULT_STORAGE_CLASS,
             secret_mounts=secret_mounts,
+            alerting_rule_groups=self.alerting_rule_groups,
         )
         self.dcgm = DcgmExporter(
             self,
@@ -74,4 +96,15 @@ class ObservabilityStack(Stack):
             cluster=cluster,
             namespace=OBSERVABILITY_NAMESPACE,
             collect_interval_seconds=metrics.scrape_interval_seconds,
+        )
+        stores = data.gateway_stores
+        self.cloudwatch = CloudWatchMonitoring(
+            self,
+            "CloudWatch",
+            prefix=config.prefix,
+            cluster_name=config.prefix,
+            database=stores.database if stores else None,
+            cache_name=stores.cache.serverless_cache_name if stores else None,
+            alarm_email=config.observability.alarm_email,
+            removal_policy=RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY,
         )

@@ -222,6 +222,7 @@ def missing_iam(templates: Templates, manifests: Manifests) -> list[str]:
                 need_key(kind, name, parameters["kmsKeyId"])
             if any(k.startswith("tagSpecification") for k in parameters):
                 need_tags(kind, name, "volumes")
+    problems += _alarm_topics_cloudwatch_cannot_use(templates)
     for stack, logical_id, role in resources(templates, "AWS::IAM::Role"):
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             if statement.get("Principal", {}).get("Service") == "pods.eks.amazonaws.com" and not {
@@ -229,6 +230,37 @@ def missing_iam(templates: Templates, manifests: Manifests) -> list[str]:
                 "sts:TagSession",
             } <= set(_as_list(statement["Action"])):
                 problems.append(f"Pod Identity role {stack}/{logical_id} must allow sts:AssumeRole and sts:TagSession")
+    return problems
+
+
+# CloudWatch User Guide, alarms to an SNS topic encrypted with a customer managed key: the key policy must
+# let the CloudWatch service principal decrypt and generate data keys, or every notification is dropped.
+CLOUDWATCH_TOPIC_KEY_ACTIONS = {"kms:Decrypt", "kms:GenerateDataKey*"}
+
+
+def _alarm_topics_cloudwatch_cannot_use(templates: Templates) -> list[str]:
+    problems = []
+    for stack, logical_id, alarm in resources(templates, "AWS::CloudWatch::Alarm"):
+        properties = alarm["Properties"]
+        for action in [*properties.get("AlarmActions", []), *properties.get("OKActions", [])]:
+            topic = resolve(action, stack, templates)
+            if topic is None or topic.resource(templates)["Type"] != "AWS::SNS::Topic":
+                continue
+            key_id = topic.resource(templates)["Properties"].get("KmsMasterKeyId")
+            key = resolve(key_id, topic.stack, templates) if key_id else None
+            if key is None:
+                continue
+            allowed: set[str] = set()
+            for statement in key.resource(templates)["Properties"]["KeyPolicy"]["Statement"]:
+                services = _as_list((statement.get("Principal") or {}).get("Service", []))
+                if statement.get("Effect") == "Allow" and "cloudwatch.amazonaws.com" in services:
+                    allowed |= set(_as_list(statement["Action"]))
+            if not allowed >= CLOUDWATCH_TOPIC_KEY_ACTIONS:
+                problems.append(
+                    f"alarm {stack}/{logical_id} notifies topic {topic.logical_id}, whose key {key.logical_id} does "
+                    f"not let cloudwatch.amazonaws.com use it ({sorted(CLOUDWATCH_TOPIC_KEY_ACTIONS - allowed)} "
+                    "missing): every notification would be dropped"
+                )
     return problems
 
 

@@ -814,7 +814,7 @@ def test_prod_retains_only_what_the_teardown_section_names(prod: Synthesized) ->
         if resource.get("DeletionPolicy", "Delete") != "Delete"
     )
     assert kept == sorted(
-        [("AWS::KMS::Key", "Retain")] * 4
+        [("AWS::KMS::Key", "Retain")] * 5  # secrets, node volumes, logs, data; the alarm topic's
         # flow logs and control plane; the kubectl provider's two go with the cluster, deleted everywhere
         + [("AWS::Logs::LogGroup", "Retain")] * 2
         + [("AWS::S3::Bucket", "Retain")] * 2

@@ -169,7 +169,7 @@ def test_an_override_does_not_leak_into_cdk_json_environments() -> None:
         pytest.param(
             {"clustr.kubernetes_version": "1.20"},
             "clustr.kubernetes_version: 'clustr' is not a configuration section (sections: account, addons, "
-            "availability_zones, cluster, gateway, inference, name, namespaces, production, region, "
+            "availability_zones, cluster, gateway, inference, name, namespaces, observability, production, region, "
             "removal_policy, tags, vpc)",
             id="unknown-section",
         ),

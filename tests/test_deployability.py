@@ -88,6 +88,19 @@ def test_a_node_volume_key_without_grant_management_is_found(dev: Synthesized) -
     assert any("kms:ListGrants" in p and "kms:RevokeGrant" in p for p in problems), problems
 
 
+def test_an_alarm_topic_key_cloudwatch_cannot_use_is_found(dev: Synthesized) -> None:
+    templates = templates_of(dev)
+    keys = [key for key in templates["genai-dev-observability"]["Resources"].values() if key["Type"] == "AWS::KMS::Key"]
+    assert len(keys) == 1
+    statements = keys[0]["Properties"]["KeyPolicy"]["Statement"]
+    keys[0]["Properties"]["KeyPolicy"]["Statement"] = [
+        s for s in statements if s.get("Sid") != "AllowCloudWatchAlarmsToPublish"
+    ]
+    problems = missing_iam(templates, dev.documents())
+    assert len(problems) == 3, problems  # every alarm of dev: failed nodes, database CPU, cache throttling
+    assert all("does not let cloudwatch.amazonaws.com use it" in p for p in problems), problems
+
+
 def test_a_node_class_with_another_role_is_found(dev: Synthesized) -> None:
     docs = mutated(dev.documents(), "NodeClass", "cpu", lambda d: d["spec"].update(role="someone-else"))
     assert any("needs its own EC2 access entry" in p for p in missing_iam(templates_of(dev), docs))
