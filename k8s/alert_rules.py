@@ -56,10 +56,12 @@ def ttft_error_ratio(selector: MetricSelector, threshold_seconds: float, window:
 
 
 def gateway_error_ratio(window: str) -> str:
-    """Share of gateway requests that failed on the server side, over `window`: a 5xx, or a failure LiteLLM
-    records without a status code (`status_code="None"`); 2xx-4xx are not errors of the platform."""
-    errors = f'sum(rate({GATEWAY_REQUESTS}{{status_code!~"[1-4].."}}[{window}]))'
-    return f"({errors} / sum(rate({GATEWAY_REQUESTS}[{window}])))"
+    """Share of gateway requests that failed on the platform's side, over `window`: a 5xx, a timeout (LiteLLM
+    reports a backend timeout as 408) or a failure LiteLLM records without a status (`status_code="None"`).
+    Other 4xx are the client's."""
+    requests = f'{GATEWAY_REQUESTS}{{job="{LITELLM_JOB}"'
+    errors = f'sum(rate({requests},status_code=~"5..|408|None"}}[{window}]))'
+    return f"({errors} / sum(rate({requests}}}[{window}])))"
 
 
 def _burn_rate_alerts(name: str, slo: str, objective: float, ratio: Any) -> list[dict[str, Any]]:
@@ -71,7 +73,7 @@ def _burn_rate_alerts(name: str, slo: str, objective: float, ratio: Any) -> list
             f"and\n{ratio(window.short)} > {window.factor} * {budget}",
             "labels": {"severity": window.severity, "slo": slo},
             "annotations": {
-                "summary": f"The {slo} SLO's error budget is burning {window.factor:g}x too fast",
+                "summary": f"The {slo} SLO's error budget is burning at {window.factor:g}x its sustainable rate",
                 "description": f"Over {window.long} and {window.short} the error ratio is above {window.factor:g} "
                 f"times the budget ({budget:g}) of the {objective:g} objective.",
             },
@@ -161,7 +163,7 @@ def alert_rule_groups(
                 "Gateway5xxRatio",
                 f"{gateway_error_ratio(WARNING_WINDOW)} > {settings.gateway_5xx_ratio}",
                 "5m",
-                "The gateway answers too many requests with a 5xx",
+                "The gateway fails too many requests (5xx, timeouts, failures without a status)",
                 f"More than {settings.gateway_5xx_ratio:g} of requests failed over 5 minutes.",
             ),
         ]

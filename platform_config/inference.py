@@ -276,7 +276,11 @@ class MetricsSettings(Settings):
         5, ge=1, le=10, description="Scrape interval of vLLM and DCGM (<= 10 s keeps scaling reaction <= 30 s)."
     )
     retention_days: int = Field(
-        7, ge=1, le=90, description="Local TSDB retention (the only copy: no remote write yet)."
+        # At least 3: the SLO ticket alerts read a 3-day window (k8s/alert_rules.py).
+        7,
+        ge=3,
+        le=90,
+        description="Local TSDB retention (the only copy: no remote write yet; >= 3, the SLO alerts' longest window).",
     )
     storage_gib: int = Field(50, ge=10, description="Prometheus persistent volume size (GiB).")
 

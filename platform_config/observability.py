@@ -30,7 +30,10 @@ class AlertSettings(Settings):
         0.99, gt=0.5, lt=1, description="Share of requests that must be good on TTFT (the TTFT SLO)."
     )
     availability_objective: float = Field(
-        0.999, gt=0.5, lt=1, description="Share of gateway requests answered without a 5xx (the availability SLO)."
+        0.999,
+        gt=0.5,
+        lt=1,
+        description="Share of gateway requests that do not fail: 5xx, timeout, no status (the availability SLO).",
     )
     kv_cache_usage: float = Field(0.9, gt=0, le=1, description="Warn when a replica's KV cache stays above this.")
     kv_cache_minutes: int = Field(10, ge=1, le=120, description="... for this long.")
