@@ -16,7 +16,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing
+.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing mutation
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -72,6 +72,10 @@ bench-routing: test-deps $(ROUTER_VENV)/.installed
 # The gateway's latency and throughput through the real proxy (a benchmark, not a test).
 bench-gateway: test-deps
 	$(PY) benchmarks/gateway_latency.py
+
+# A seeded sample of the mutation audit (about a minute per mutant; an audit, not a test).
+mutation: test-deps
+	$(PY) scripts/mutation_audit.py --sample $${SAMPLE:-40} --seed $${SEED:-7}
 
 # --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
 synth: deps
