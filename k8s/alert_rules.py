@@ -22,6 +22,7 @@ from platform_config.observability import AlertSettings
 TTFT_BUCKET = "vllm:time_to_first_token_seconds_bucket"
 TTFT_COUNT = "vllm:time_to_first_token_seconds_count"
 GATEWAY_REQUESTS = "litellm_proxy_total_requests_metric_total"
+TICKET_EVALUATION_INTERVAL = "1m"
 # Window of the warnings' rates: long enough to smooth single scrapes, short enough to clear soon.
 WARNING_WINDOW = "5m"
 
@@ -167,7 +168,15 @@ def alert_rule_groups(
                 f"More than {settings.gateway_5xx_ratio:g} of requests failed over 5 minutes.",
             ),
         ]
-    return [{"name": "slo", "rules": slo}, {"name": "platform", "rules": warnings}]
+    # The 3-day ticket windows read many samples and change slowly: their own group, evaluated once a
+    # minute, so they never delay the page alerts (rules of a group run one after another).
+    tickets = [rule for rule in slo if rule["labels"]["severity"] == "ticket"]
+    pages = [rule for rule in slo if rule["labels"]["severity"] != "ticket"]
+    return [
+        {"name": "slo", "rules": pages},
+        {"name": "slo-tickets", "interval": TICKET_EVALUATION_INTERVAL, "rules": tickets},
+        {"name": "platform", "rules": warnings},
+    ]
 
 
 def _warning(

@@ -949,3 +949,14 @@ def test_gateway_errors_are_server_side_failures_of_the_litellm_job(dev: Synthes
     # the client's. Only the gateway's own scrape job counts.
     assert 'status_code=~"5..|408|None"' in expr
     assert expr.count('job="litellm"') == 2
+
+
+def test_three_day_tickets_are_evaluated_apart_and_once_a_minute(dev: Synthesized) -> None:
+    # A 3-day rate reads many samples; in the page alerts' group (evaluated every scrape interval, rules one
+    # after another) it could make the group miss iterations and delay the pages.
+    groups = {g["name"]: g for g in dev.platform.observability.alerting_rule_groups}
+    tickets = groups["slo-tickets"]
+    assert tickets["interval"] == "1m"
+    assert {r["labels"]["severity"] for r in tickets["rules"]} == {"ticket"}
+    assert all("[3d]" in r["expr"] for r in tickets["rules"])
+    assert not any("[3d]" in r["expr"] for name, g in groups.items() if name != "slo-tickets" for r in g["rules"])
