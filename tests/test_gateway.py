@@ -87,6 +87,18 @@ def test_gateway_scales_on_request_rate_and_cpu(gateway: Synthesized) -> None:
     # LiteLLM's request counter as Prometheus stores it (FACTS.md; tests/test_gateway_proxy.py scrapes it).
     assert "litellm_proxy_total_requests_metric_total" in triggers["request-rate"]["metadata"]["query"]
     assert triggers["cpu"] == {"type": "cpu", "name": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
+    # Up fast (double or +2 pods every 30 s, no stabilization), down one pod a minute after 5 quiet minutes.
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"] == {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 30},
+            {"type": "Pods", "value": 2, "periodSeconds": 30},
+        ],
+    }
+    assert (behavior["scaleDown"]["stabilizationWindowSeconds"], behavior["scaleDown"]["selectPolicy"]) == (300, "Min")
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
 
 
 @pytest.mark.parametrize(

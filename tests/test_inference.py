@@ -382,6 +382,27 @@ def test_download_job_reads_the_token_at_run_time_only(with_download: Synthesize
     assert "secretsmanager:GetSecretValue" in json.dumps(data)
 
 
+def test_download_job_gives_up_and_cleans_up_in_bounded_time(with_download: Synthesized) -> None:
+    (job,) = with_download.find("Job")
+    # Two retries, two hours for a 16 GB copy, and the finished Job (with its logs) kept for a day so a
+    # person can read why it failed before Kubernetes deletes it.
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (2, 7200)
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+
+
+def test_vllm_scrape_job_keeps_only_the_vllm_pods_api_port(dev: Synthesized) -> None:
+    scrape = next(
+        json.loads(r["Properties"]["Values"])["scrapeConfigs"]["vllm"]
+        for r in resources_of(dev.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
+        if r["Properties"]["Chart"] == "prometheus"
+    )
+    keeps = [r for r in scrape["relabel_configs"] if r.get("action") == "keep"]
+    assert keeps == [
+        {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": "vllm", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"},
+    ]
+
+
 def test_no_secret_value_in_templates_or_manifests(with_download: Synthesized, dev: Synthesized) -> None:
     for synth in (with_download, dev):
         for path in synth.outdir.glob("*.template.json"):
