@@ -15,6 +15,11 @@ from platform_config.inference import VllmAutoscalingSettings, VllmSettings
 VLLM_NAME = "vllm"
 
 
+def vllm_metric_selector(namespace: str, served_model_name: str) -> MetricSelector:
+    """The series of the vLLM Deployment: what its ScaledObject scales on and its alerts watch."""
+    return MetricSelector(namespace=namespace, model_name=served_model_name, pod_prefix=VLLM_NAME)
+
+
 class InferenceChart(cdk8s.Chart):
     def __init__(
         self,
@@ -36,8 +41,6 @@ class InferenceChart(cdk8s.Chart):
             deployment=VLLM_NAME,
             namespace=wiring.namespace,
             settings=autoscaling,
-            selector=MetricSelector(
-                namespace=wiring.namespace, model_name=vllm.served_model_name, pod_prefix=VLLM_NAME
-            ),
+            selector=vllm_metric_selector(wiring.namespace, vllm.served_model_name),
             prometheus_url=prometheus_url,
         )

@@ -10,7 +10,7 @@ from constructs import Construct
 from cdk_constructs.cloudwatch_monitoring import CloudWatchMonitoring
 from cdk_constructs.helm import DcgmExporter, Prometheus
 from k8s.alert_rules import alert_rule_groups
-from k8s.autoscaling import MetricSelector
+from k8s.inference import VLLM_NAME, vllm_metric_selector
 from k8s.metrics import (
     LITELLM_TOKEN_DIR,
     LITELLM_TOKEN_SECRET,
@@ -26,7 +26,6 @@ from stacks.foundation import FoundationStack
 OBSERVABILITY_NAMESPACE = namespaces.OBSERVABILITY
 INFERENCE_NAMESPACE = namespaces.INFERENCE
 GATEWAY_NAMESPACE = namespaces.GATEWAY
-VLLM_APP = "vllm"
 
 
 class ObservabilityStack(Stack):
@@ -46,7 +45,7 @@ class ObservabilityStack(Stack):
         self.scrape_jobs = [
             vllm_scrape_job(
                 namespace=INFERENCE_NAMESPACE,
-                app_name=VLLM_APP,
+                app_name=VLLM_NAME,
                 scrape_interval_seconds=metrics.scrape_interval_seconds,
             ),
             dcgm_scrape_job(namespace=OBSERVABILITY_NAMESPACE, scrape_interval_seconds=metrics.scrape_interval_seconds),
@@ -70,9 +69,7 @@ class ObservabilityStack(Stack):
         autoscaling = config.inference.autoscaling
         self.alerting_rule_groups = alert_rule_groups(
             config.observability.alerts,
-            MetricSelector(
-                namespace=INFERENCE_NAMESPACE, model_name=config.inference.vllm.served_model_name, pod_prefix=VLLM_APP
-            ),
+            vllm_metric_selector(INFERENCE_NAMESPACE, config.inference.vllm.served_model_name),
             max_replicas=autoscaling.max_replicas,
             queue_threshold=autoscaling.queue_depth_per_replica,
             gateway=config.gateway.enabled,

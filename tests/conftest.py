@@ -115,3 +115,33 @@ def only(items: dict[str, Any]) -> Any:
 def synth_in(tmp_path: Path) -> Callable[..., Synthesized]:
     """Synthesize a one-off variant (costs a jsii synth: use sparingly)."""
     return lambda env="dev", **overrides: synthesize(tmp_path, env, **overrides)
+
+
+def download_job_documents(token_secret: str = "genai/hf-token") -> list[dict[str, Any]]:
+    """The model download Job as the inference stack wires it (stacks/inference.py), rendered by cdk8s alone:
+    dev creates no Job, and a full synth with one costs half a minute."""
+    import cdk8s
+
+    from k8s.model_download import DownloadWiring, ModelDownloadJob
+
+    config = config_for(
+        "dev",
+        **{"inference.model_store.download_job": "true", "inference.model_store.hf_token_secret_name": token_secret},
+    )
+    chart = cdk8s.Chart(cdk8s.App(), "model-download")
+    ModelDownloadJob(
+        chart,
+        "download",
+        wiring=DownloadWiring(
+            namespace="inference",
+            service_account="model-downloader",
+            model=config.inference.vllm.model,
+            destination_uri="s3://bucket/models/meta-llama/Llama-3.1-8B-Instruct",
+            hf_token_secret_name=token_secret,
+            aws_region="us-west-2",
+            tools_image=config.inference.model_store.tools_image,
+            python_image=config.inference.vllm.image,
+        ),
+        labels={},
+    )
+    return [dict(doc) for doc in chart.to_json()]

@@ -495,3 +495,34 @@ def running_prometheus(
             f"prometheus did not start ({'; '.join(failures)}); config:\n"
             f"{json.dumps(config, indent=2)}\nlog tail:\n{log_text[-4000:]}"
         )
+
+
+def check_rule_file(rule_file: Path, *, lint_fatal: bool = True) -> str:
+    """`promtool check rules [--lint-fatal] FILE` on a rule file as written (e.g. the synthesized
+    `prometheus/alerting_rules.yml`); returns promtool's output, raises PromQLError if it fails (with
+    --lint-fatal a lint finding such as a duplicate rule fails too)."""
+    args = ["check", "rules", *(["--lint-fatal"] if lint_fatal else []), rule_file.name]
+    proc = _run_promtool(args, cwd=rule_file.parent)
+    if proc.returncode != 0:
+        output = _output(proc)
+        raise PromQLError(f"promtool check rules {rule_file} failed (exit {proc.returncode}):\n{output}", output)
+    return _output(proc)
+
+
+def run_rule_file_tests(
+    rule_file: Path, tests: Sequence[Mapping[str, Any]], *, evaluation_interval: str = "1m"
+) -> None:
+    """`promtool test rules` with `tests` (promtool unit-test entries) against a copy of `rule_file`, used as
+    is: the test file names it in `rule_files`, so the tests run exactly what Prometheus loads. Raises
+    RuleTestError with promtool's output."""
+    if not tests:
+        raise ValueError("run_rule_file_tests needs at least one test")
+    with tempfile.TemporaryDirectory(prefix="promtool-rules-") as tmp:
+        workdir = Path(tmp)
+        shutil.copyfile(rule_file, workdir / rule_file.name)
+        document = {"rule_files": [rule_file.name], "evaluation_interval": evaluation_interval, "tests": list(tests)}
+        _write_json(workdir / "tests.yml", document)
+        proc = _run_promtool(["test", "rules", "tests.yml"], cwd=workdir)
+    if proc.returncode != 0:
+        output = _output(proc)
+        raise RuleTestError(f"promtool test rules on {rule_file} failed (exit {proc.returncode}):\n{output}", output)

@@ -34,8 +34,7 @@ from k8s.alert_rules import alert_rule_groups
 from k8s.autoscaling import MetricSelector
 from platform_config import ConfigError
 from tests.conftest import Synthesized, config_for, resources_of, synthesize
-from tests.prometheus_harness import PromQLError, RuleTestError
-from tests.promtool_rules import check_rule_file, run_rule_file_tests
+from tests.prometheus_harness import PromQLError, RuleTestError, check_rule_file, run_rule_file_tests
 
 # --- what the rules must be (written here on purpose) ------------------------------------------------------
 

@@ -19,7 +19,7 @@ import yaml
 
 from compliance.acknowledgments import acknowledge
 from platform_config import ConfigError
-from tests.conftest import Synthesized, config_for, resources_of
+from tests.conftest import Synthesized, config_for, download_job_documents, resources_of
 
 STACKS = ("foundation", "data", "observability", "inference", "gateway")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -69,34 +69,7 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def download_job() -> list[dict[str, Any]]:
-    """The model download Job as the inference stack builds it (stacks/inference.py wiring), rendered by
-    cdk8s alone: dev does not create it, and a full synth costs half a minute."""
-    from k8s.model_download import DownloadWiring, ModelDownloadJob
-
-    config = config_for(
-        "dev",
-        **{
-            "inference.model_store.download_job": "true",
-            "inference.model_store.hf_token_secret_name": "genai/hf-token",
-        },
-    )
-    chart = cdk8s.Chart(cdk8s.App(), "model-download")
-    ModelDownloadJob(
-        chart,
-        "download",
-        wiring=DownloadWiring(
-            namespace="inference",
-            service_account="model-downloader",
-            model=config.inference.vllm.model,
-            destination_uri="s3://bucket/models/meta-llama/Llama-3.1-8B-Instruct",
-            hf_token_secret_name="genai/hf-token",
-            aws_region="us-west-2",
-            tools_image=config.inference.model_store.tools_image,
-            python_image=config.inference.vllm.image,
-        ),
-        labels={},
-    )
-    return [dict(doc) for doc in chart.to_json()]
+    return download_job_documents()
 
 
 def _gateway_chart(**overrides: str) -> list[dict[str, Any]]:
