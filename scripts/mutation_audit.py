@@ -79,6 +79,9 @@ VLLM_SERVER = "tests/test_vllm_server.py"
 PLACEMENT = "tests/test_workload_placement.py"
 SCRAPE_TARGETS = "tests/test_scrape_targets.py"
 REPORT_HEADER = "tests/test_compliance_report_header.py"
+AUDIT_ORDER = "tests/test_compliance_audit_order.py"
+NODE_POOL_DURATIONS = "tests/test_node_pool_durations.py"
+OBJECT_LABELS = "tests/test_object_labels.py"
 
 _K8S_GATEWAY = (
     GATEWAY_WIRING,
@@ -94,6 +97,7 @@ _K8S_GATEWAY = (
 _K8S_INFERENCE = (
     VLLM_SERVER,
     PLACEMENT,
+    NODE_POOL_DURATIONS,
     INFERENCE,
     PROMQL,
     MANIFESTS,
@@ -108,6 +112,7 @@ _K8S_SHARED = (
     VLLM_SERVER,
     PLACEMENT,
     SCRAPE_TARGETS,
+    OBJECT_LABELS,
     INFERENCE,
     GATEWAY,
     MANIFESTS,
@@ -136,6 +141,7 @@ _CONFIG_ALL = (
 _CONFIG_INFERENCE = (
     CONFIG,
     CONFIG_BOUNDS,
+    NODE_POOL_DURATIONS,
     INFERENCE,
     VLLM_SERVER,
     PLACEMENT,
@@ -147,7 +153,7 @@ _CONFIG_INFERENCE = (
     CLAIMS,
     SCALING_THRESHOLDS,
 )
-_COMPLIANCE = (COMPLIANCE, REPORT_HEADER, POD_IDENTITY, FOUNDATION, CLAIMS, CHECKOV)
+_COMPLIANCE = (COMPLIANCE, AUDIT_ORDER, REPORT_HEADER, POD_IDENTITY, FOUNDATION, CLAIMS, CHECKOV)
 # (glob over the path relative to the checkout, test files in run order); the first matching glob wins.
 TEST_SELECTION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("platform_config/__main__.py", (CONFIG, CONFIG_COMMAND, CLI)),

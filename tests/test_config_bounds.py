@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from platform_config import ConfigError, PlatformConfig
 from tests.conftest import config_for
@@ -166,6 +167,63 @@ BOUNDS: list[Any] = [
         {},
         id="scrape-max",
     ),
+    # Up to ten retries on another deployment.
+    pytest.param(
+        "gateway.router.num_retries", "10", "11", "Input should be less than or equal to 10", {}, id="retries-max"
+    ),
+    # Llama 3.1's context is 128K tokens (131072); at most 1024 sequences batched at once.
+    pytest.param(
+        "inference.vllm.max_model_len",
+        "131072",
+        "131073",
+        "Input should be less than or equal to 131072",
+        {},
+        id="context-max",
+    ),
+    pytest.param(
+        "inference.vllm.max_num_seqs", "1024", "1025", "Input should be less than or equal to 1024", {}, id="seqs-max"
+    ),
+    # A threshold of zero tokens/s or waiting requests would scale out on an idle fleet.
+    pytest.param(
+        "inference.autoscaling.generation_tokens_per_second_per_replica",
+        "0.5",
+        "0",
+        "Input should be greater than 0",
+        {},
+        id="tokens-threshold-positive",
+    ),
+    pytest.param(
+        "inference.autoscaling.scale_up_period_seconds",
+        "1800",
+        "1801",
+        "Input should be less than or equal to 1800",
+        {},
+        id="scale-up-period-max",
+    ),
+    pytest.param(
+        "inference.autoscaling.scale_down_period_seconds",
+        "1800",
+        "1801",
+        "Input should be less than or equal to 1800",
+        {},
+        id="scale-down-period-max",
+    ),
+    # Prometheus keeps at most 90 days locally (the only copy: no remote write).
+    pytest.param(
+        "inference.metrics.retention_days", "90", "91", "Input should be less than or equal to 90", {}, id="retention"
+    ),
+    # Alert thresholds: a KV-cache share is at most 1; a queue backlog above zero.
+    pytest.param(
+        "observability.alerts.kv_cache_usage", "1", "1.01", "Input should be less than or equal to 1", {}, id="kv-alert"
+    ),
+    pytest.param(
+        "observability.alerts.queue_backlog_per_replica",
+        "0.5",
+        "0",
+        "Input should be greater than 0",
+        {},
+        id="queue-alert-positive",
+    ),
 ]
 
 
@@ -220,3 +278,13 @@ def test_the_neuron_pool_may_be_left_out_while_vllm_runs_on_gpus() -> None:
                 "inference.vllm.neuron_image": neuron_image,
             },
         )
+
+
+def test_a_validated_config_cannot_be_changed_afterwards() -> None:
+    """Settings are validated once, when loaded; a later assignment would skip every bound above."""
+    config = config_for("dev")
+    with pytest.raises(ValidationError, match="Instance is frozen"):
+        config.inference.autoscaling.max_replicas = 1000  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="Instance is frozen"):
+        config.gateway.router.timeout_seconds = 1  # type: ignore[misc]
+    assert config.inference.autoscaling.max_replicas == 4

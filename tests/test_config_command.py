@@ -4,6 +4,7 @@ file byte for byte, also on a machine whose locale is not UTF-8 (`LC_ALL=C`, com
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,15 @@ def test_update_readme_writes_utf_8_whatever_the_locale(tmp_path: Path) -> None:
     text = path.read_bytes().decode("utf-8")
     assert text.startswith(BEFORE)
     assert text.endswith(AFTER)
+
+
+def test_printed_values_keep_the_type_the_setting_has(capsys: pytest.CaptureFixture[str]) -> None:
+    """A float setting prints as a float even where its default is written as a whole number, so a script
+    reading the JSON gets what the platform validated (5.0 waiting requests per replica, not 5)."""
+    assert main(["inference.autoscaling.queue_depth_per_replica"]) == 0
+    assert capsys.readouterr().out == "5.0\n"
+    assert main([]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["gateway"]["stores"]["database_max_acu"] == 4.0
+    assert isinstance(printed["gateway"]["stores"]["database_max_acu"], float)
+    assert isinstance(printed["inference"]["autoscaling"]["max_replicas"], int)

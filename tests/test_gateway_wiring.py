@@ -132,3 +132,17 @@ def test_a_draining_proxy_leaves_the_service_then_finishes_its_longest_request(d
     readiness = container["readinessProbe"]
     assert (readiness["periodSeconds"], readiness["failureThreshold"]) == (5, 3)
     assert readiness["httpGet"] == {"path": "/health/readiness", "port": "http"}
+
+
+def test_each_external_secret_reads_through_a_secret_store_of_its_namespace(dev: Synthesized) -> None:
+    """An ExternalSecret without a store name (the CRD does not require one) never syncs: External Secrets
+    cannot tell which provider to read, and the proxy's Secret is never created."""
+    stores = {(s["metadata"]["namespace"], s["metadata"]["name"]): s["spec"] for s in dev.find("SecretStore")}
+    externals = dev.find("ExternalSecret")
+    assert {e["metadata"]["namespace"] for e in externals} == {"gateway", "observability"}
+    for external in externals:
+        namespace = external["metadata"]["namespace"]
+        reference = external["spec"]["secretStoreRef"]
+        assert reference.get("kind", "SecretStore") == "SecretStore"
+        store = stores[(namespace, reference["name"])]
+        assert store["provider"]["aws"]["service"] == "SecretsManager"

@@ -104,3 +104,29 @@ def test_the_network_policy_applies_to_the_server_pods_only(dev: Synthesized) ->
         (None, [(443, "TCP")]),
         ([{"ipBlock": {"cidr": "169.254.170.23/32"}}], [(80, "TCP")]),
     ]
+
+
+# Where each library puts its cache unless told otherwise, by the variable that moves it: torch inductor,
+# Triton, FlashInfer, CUDA's compute cache, vLLM, Hugging Face, and the XDG default the rest fall back to.
+CACHE_VARIABLES = (
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "FLASHINFER_WORKSPACE_BASE",
+    "CUDA_CACHE_PATH",
+    "VLLM_CACHE_ROOT",
+    "HF_HOME",
+    "XDG_CACHE_HOME",
+)
+
+
+def test_every_cache_lives_on_the_node_local_cache_volume_not_on_tmp(dev: Synthesized) -> None:
+    """README, vLLM: the caches point at the node-local /cache volume; the 2 GiB /tmp (HOME, and the default
+    of torch inductor and FlashInfer) would get the pod evicted when a compile cache fills it."""
+    pod = _pod(dev)
+    (container,) = pod["containers"]
+    (cache_mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/cache"]
+    (cache,) = [v for v in pod["volumes"] if v["name"] == cache_mount["name"]]
+    assert cache["emptyDir"] == {"sizeLimit": "50Gi"}
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    for name in CACHE_VARIABLES:
+        assert env.get(name, "").startswith("/cache"), f"{name}={env.get(name)!r}"

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Synthesized
+import pytest
+
+from tests.conftest import Synthesized, download_job_documents
 
 POOL_LABEL = "platform.genai/pool"
 # Which pool each workload must land on (README, Inference tier and Gateway tier).
@@ -40,6 +42,21 @@ def _tolerates(pod: dict[str, Any], taint: dict[str, str]) -> bool:
     )
 
 
+def _check_placement(pod: dict[str, Any], pools: dict[str, dict[str, Any]], what: str) -> set[str]:
+    asked = _asked_pools(pod)
+    assert asked is not None, f"{what} asks for no pool"
+    matching = [
+        name
+        for name, template in pools.items()
+        if template.get("metadata", {}).get("labels", {}).get(POOL_LABEL) in asked
+    ]
+    assert matching, f"{what}: no NodePool labels its nodes {POOL_LABEL} in {sorted(asked)}"
+    for name in matching:
+        for taint in pools[name]["spec"].get("taints", []):
+            assert _tolerates(pod, taint), f"{what} does not tolerate pool {name}'s taint {taint}"
+    return asked
+
+
 def test_each_workload_lands_on_a_pool_that_labels_its_nodes_and_whose_taints_it_tolerates(
     dev: Synthesized, prod: Synthesized
 ) -> None:
@@ -48,18 +65,20 @@ def test_each_workload_lands_on_a_pool_that_labels_its_nodes_and_whose_taints_it
         found = {}
         for workload in synth.find("Deployment") + synth.find("Job"):
             pod = workload["spec"]["template"]["spec"]
-            asked = _asked_pools(pod)
-            if asked is None:
+            if _asked_pools(pod) is None:
                 continue
             key = (workload["kind"], workload["metadata"]["name"])
-            found[key] = asked
-            matching = [
-                name
-                for name, template in pools.items()
-                if template.get("metadata", {}).get("labels", {}).get(POOL_LABEL) in asked
-            ]
-            assert matching, f"{key}: no NodePool labels its nodes {POOL_LABEL} in {sorted(asked)}"
-            for name in matching:
-                for taint in pools[name]["spec"].get("taints", []):
-                    assert _tolerates(pod, taint), f"{key} does not tolerate pool {name}'s taint {taint}"
+            found[key] = _check_placement(pod, pools, str(key))
         assert found == EXPECTED_POOLS, synth.config.env_name
+
+
+@pytest.fixture(scope="module")
+def download_job() -> dict[str, Any]:
+    (job,) = [doc for doc in download_job_documents() if doc["kind"] == "Job"]
+    return job
+
+
+def test_the_download_job_runs_on_the_cpu_pool(dev: Synthesized, download_job: dict[str, Any]) -> None:
+    """Copying weights needs no accelerator: on a GPU node it would hold the GPU for the whole download."""
+    pools = {p["metadata"]["name"]: p["spec"]["template"] for p in dev.find("NodePool")}
+    assert _check_placement(download_job["spec"]["template"]["spec"], pools, "the download Job") == {"cpu"}
