@@ -45,7 +45,10 @@ class CloudWatchMonitoring(Construct):
         cache_name: str | None,
         alarm_email: str | None,
         removal_policy: RemovalPolicy,
+        gpu_namespace: str | None = None,
     ) -> None:
+        """`gpu_namespace`: the namespace whose pods use the cluster's NVIDIA GPUs, for the GPU section; None
+        when the platform runs no NVIDIA GPUs or Container Insights is off (no GPU metrics to show)."""
         super().__init__(scope, id)
         self.key = kms.Key(
             self,
@@ -100,6 +103,13 @@ class CloudWatchMonitoring(Construct):
         )
         self.facade.add_large_header(f"{prefix}: GenAI inference platform")
         self._container_insights(cluster_name)
+        if gpu_namespace is not None:
+            self._gpus(cluster_name, gpu_namespace)
+        # Published and failed deliveries of the alarm topic itself. A failure alarm would notify the failing
+        # topic, so it is left to the dashboard and the console.
+        self.facade.monitor_sns_topic(
+            topic=self.topic, human_readable_name="Alarm topic (SNS)", alarm_friendly_name="AlarmTopic"
+        )
         if database is not None:
             self.facade.monitor_aurora_cluster(
                 cluster=database,
@@ -128,6 +138,21 @@ class CloudWatchMonitoring(Construct):
                 period=Duration.minutes(1),
             )
 
+        def restarts(namespace: str) -> cloudwatch.MathExpression:
+            # Container Insights publishes restarts per pod only ({ClusterName, Namespace, PodName}: CloudWatch
+            # User Guide, Container-Insights-metrics-EKS), so a namespace's total is a search over its pods. A
+            # dashboard can show a search; an alarm cannot, so restarts are watched here, not alarmed.
+            return cloudwatch.MathExpression(
+                expression=(
+                    f"SUM(SEARCH('{{{CONTAINER_INSIGHTS},ClusterName,Namespace,PodName}} "
+                    f'MetricName="pod_number_of_container_restarts" ClusterName="{cluster_name}" '
+                    f"Namespace=\"{namespace}\"', 'Maximum', 300))"
+                ),
+                label=namespace,
+                period=Duration.minutes(5),
+                using_metrics={},
+            )
+
         self.facade.monitor_custom(
             alarm_friendly_name="Cluster",
             human_readable_name=f"EKS cluster {cluster_name} (Container Insights)",
@@ -154,6 +179,85 @@ class CloudWatchMonitoring(Construct):
                 CustomMetricGroup(
                     title="Pod CPU by namespace (%)",
                     metrics=[metric("pod_cpu_utilization", Namespace=ns) for ns in ("inference", "gateway")],
+                ),
+                CustomMetricGroup(
+                    title="Container restarts by namespace (sum over its pods)",
+                    metrics=[restarts(ns) for ns in ("inference", "gateway")],
+                ),
+            ],
+        )
+
+    def _gpus(self, cluster_name: str, namespace: str) -> None:
+        """Container Insights' NVIDIA GPU metrics, which the CloudWatch agent derives from the platform's DCGM
+        exporter. Names and dimension sets as the agent publishes them (aws/amazon-cloudwatch-agent,
+        translator/translate/otel/exporter/awsemf/kubernetes.go, getGPUMetricDeclarations; CloudWatch User Guide,
+        Container-Insights-metrics-enhanced-EKS, "NVIDIA GPU metrics"): `node_gpu_*` by {ClusterName},
+        `pod_gpu_*` by {ClusterName, Namespace}. The agent collects them once a minute."""
+
+        def metric(name: str, label: str, statistic: str = "Average", **dimensions: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=CONTAINER_INSIGHTS,
+                metric_name=name,
+                dimensions_map={"ClusterName": cluster_name, **dimensions},
+                statistic=statistic,
+                period=Duration.minutes(1),
+                label=label,
+            )
+
+        # At least one vLLM replica always runs (autoscaling.min_replicas >= 1), so a GPU node always does too:
+        # five minutes without a single GPU sample means the exporter or the agent's scrape of it is broken
+        # (the agent's contract with the exporter is not a documented API; README, "GPU metrics").
+        samples = cloudwatch.Metric(
+            namespace=CONTAINER_INSIGHTS,
+            metric_name="node_gpu_utilization",
+            dimensions_map={"ClusterName": cluster_name},
+            statistic="SampleCount",
+            period=Duration.minutes(5),
+            label="GPU samples per 5 minutes",
+        )
+        self.facade.monitor_custom(
+            alarm_friendly_name="Gpus",
+            human_readable_name=f"NVIDIA GPUs of {cluster_name} (Container Insights, from the DCGM exporter)",
+            metric_groups=[
+                CustomMetricGroup(
+                    title="GPU utilisation (%)",
+                    metrics=[
+                        metric("node_gpu_utilization", "All GPUs"),
+                        metric("pod_gpu_utilization", f"Pods of {namespace}", Namespace=namespace),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="GPU memory used (%)",
+                    metrics=[
+                        metric("node_gpu_memory_utilization", "All GPUs"),
+                        metric("pod_gpu_memory_utilization", f"Pods of {namespace}", Namespace=namespace),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="GPU temperature (C, hottest) and power (W)",
+                    metrics=[
+                        metric("node_gpu_temperature", "Temperature", "Maximum"),
+                        metric("node_gpu_power_draw", "Power draw"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="GPU telemetry",
+                    metrics=[
+                        CustomMetricWithAlarm(
+                            metric=samples,
+                            alarm_friendly_name="GpuTelemetryMissing",
+                            add_alarm={
+                                "Warning": CustomThreshold(
+                                    threshold=1,
+                                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                                    treat_missing_data_override=cloudwatch.TreatMissingData.BREACHING,
+                                    additional_description="No NVIDIA GPU metrics reach Container Insights although "
+                                    "vLLM always holds a GPU: check the dcgm-exporter pods and Service in the "
+                                    "amazon-cloudwatch namespace and the cloudwatch-agent logs.",
+                                )
+                            },
+                        )
+                    ],
                 ),
             ],
         )

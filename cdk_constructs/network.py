@@ -33,6 +33,8 @@ _INTERFACE_SERVICES: dict[InterfaceEndpoint, ec2.InterfaceVpcEndpointAwsService]
     "kms": ec2.InterfaceVpcEndpointAwsService.KMS,
     "ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
     "ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
+    # Amazon Managed Service for Prometheus's data plane (remote write and query).
+    "aps-workspaces": ec2.InterfaceVpcEndpointAwsService.PROMETHEUS_WORKSPACES,
 }
 
 

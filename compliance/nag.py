@@ -1,4 +1,4 @@
-"""Compliance packs run on every synth: cdk-nag's four packs plus the platform's EKS checks.
+"""Compliance packs run on every synth: cdk-nag's four packs plus the platform's own checks.
 
 Each pack is a CDK policy-validation plugin. A finding id starts with its pack's prefix
 (`AwsSolutions-S1`, `NIST.800.53.R5-S3BucketLoggingEnabled`, `Platform-EKS-ControlPlaneLogs`); CDK
@@ -18,8 +18,8 @@ from importlib import resources
 from aws_cdk import App, IPolicyValidationPlugin, Validations
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NagPack, NIST80053R5Checks, PCIDSS321Checks
 
-from compliance.eks_checks import RULE_PREFIX as EKS_RULE_PREFIX
-from compliance.eks_checks import PlatformEksChecks
+from compliance.platform_checks import RULE_PREFIX as PLATFORM_RULE_PREFIX
+from compliance.platform_checks import PlatformChecks
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ NAG_PACKS = (
 
 
 def plugins(app: App, *, production: bool) -> list[IPolicyValidationPlugin]:
-    return [*(entry.pack(app) for entry in NAG_PACKS), PlatformEksChecks(production=production)]
+    return [*(entry.pack(app) for entry in NAG_PACKS), PlatformChecks(production=production)]
 
 
 def apply_compliance(app: App, *, production: bool) -> None:
@@ -51,7 +51,7 @@ def apply_compliance(app: App, *, production: bool) -> None:
 def _prefixes() -> dict[str, str]:
     """Finding-id prefix -> plugin name, e.g. `AwsSolutions-` -> `AwsSolutions`."""
     nag = {f"{entry.pack(None).name}-": entry.pack(None).name for entry in NAG_PACKS}
-    return {**nag, EKS_RULE_PREFIX: PlatformEksChecks(production=True).name}
+    return {**nag, PLATFORM_RULE_PREFIX: PlatformChecks(production=True).name}
 
 
 def plugin_names() -> frozenset[str]:

@@ -3,7 +3,7 @@
 Per stack and pack: the rules evaluated (every rule of the pack runs on every resource), the rules that
 passed (raised no finding there, including rules for resource types the stack does not have), and the
 findings acknowledged or failed. Then each acknowledged finding with its construct and reason, the
-platform's EKS checks with their outcome, and the checkov checks skipped in the templates.
+platform's own checks with their outcome, and the checkov checks skipped in the templates.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compliance.audit import ComplianceAudit, Finding
-from compliance.eks_checks import Rule
 from compliance.nag import NAG_PACKS, pack_rules
+from compliance.platform_checks import Rule
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,22 @@ def checkov_skips(assembly_dir: Path) -> list[CheckovSkip]:
     return skips
 
 
+def resource_types(assembly_dir: Path) -> set[str]:
+    """The CloudFormation resource types in the synthesized templates."""
+    return {
+        resource.get("Type", "")
+        for template_path in assembly_dir.glob("*.template.json")
+        for resource in json.loads(template_path.read_text(encoding="utf-8")).get("Resources", {}).values()
+    }
+
+
 def render_report(
     env_name: str,
     audit: ComplianceAudit,
     stacks: list[str],
-    eks_rules: tuple[Rule, ...],
+    platform_rules: tuple[Rule, ...],
     skips: list[CheckovSkip],
+    present_types: set[str],
 ) -> str:
     packs = {entry.pack(None).name: pack_rules(entry.pack(None).name) for entry in NAG_PACKS}
     lines = [
@@ -90,10 +100,15 @@ def render_report(
         lines.append(
             f"| `{row.stack}` | {row.pack} | {row.evaluated} | {row.passed} | {row.acknowledged} | {row.failed} |"
         )
-    lines += ["", "## The platform's EKS checks", "", "| rule | requirement | outcome |", "|---|---|---|"]
-    for rule in eks_rules:
+    lines += ["", "## The platform's own checks", "", "| rule | requirement | outcome |", "|---|---|---|"]
+    for rule in platform_rules:
         failures = [f.construct for f in audit.failed if f.rule == rule.id]
-        outcome = "failed on " + ", ".join(f"`{c}`" for c in failures) if failures else "passed"
+        if failures:
+            outcome = "failed on " + ", ".join(f"`{c}`" for c in failures)
+        elif rule.resource_type in present_types:
+            outcome = "passed"
+        else:
+            outcome = f"not applicable (no `{rule.resource_type}`)"
         lines.append(f"| `{rule.id}` | {_cell(rule.description)} | {outcome} |")
     lines += ["", f"## Acknowledged findings ({len(audit.acknowledged)})", ""]
     lines += ["| construct | finding | reason |", "|---|---|---|"]

@@ -280,7 +280,8 @@ class MetricsSettings(Settings):
         7,
         ge=3,
         le=90,
-        description="Local TSDB retention (the only copy: no remote write yet; >= 3, the SLO alerts' longest window).",
+        description="Local TSDB retention (>= 3, the SLO alerts' longest window); "
+        "observability.managed_prometheus keeps a durable copy.",
     )
     storage_gib: int = Field(50, ge=10, description="Prometheus persistent volume size (GiB).")
 

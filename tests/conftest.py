@@ -102,6 +102,34 @@ def each_env(request: pytest.FixtureRequest, dev: Synthesized, prod: Synthesized
     return {"dev": dev, "prod": prod}[request.param]
 
 
+def cfn_text(value: Any) -> str:
+    """A template string value with deploy-time parts shown as placeholders: `Fn::Join` joined, `Ref X` as
+    `<Ref X>`, `Fn::GetAtt [X, A]` as `<X.A>`, so a Helm chart's `Values` (JSON holding a workspace URL or
+    key ARN) can be parsed and compared."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Fn::Join":
+            separator, parts = argument
+            return str(separator).join(cfn_text(part) for part in parts)
+        if function == "Ref":
+            return f"<Ref {argument}>"
+        if function == "Fn::GetAtt":
+            return f"<{argument[0]}.{argument[1]}>"
+        if function == "Fn::GetStackOutput":
+            return f"<{cfn_text(argument['StackName'])}.{argument['OutputName']}>"
+        if function == "Fn::ImportValue":
+            return f"<import {cfn_text(argument)}>"
+    raise ValueError(f"not a string expression this helper renders: {value!r}")
+
+
+def helm_values(values: Any) -> dict[str, Any]:
+    """The values of a `Custom::AWSCDK-EKS-HelmChart`, parsed (see `cfn_text`)."""
+    parsed: dict[str, Any] = json.loads(cfn_text(values))
+    return parsed
+
+
 def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 

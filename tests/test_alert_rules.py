@@ -33,7 +33,7 @@ import yaml
 from k8s.alert_rules import alert_rule_groups
 from k8s.autoscaling import MetricSelector
 from platform_config import ConfigError
-from tests.conftest import Synthesized, config_for, resources_of, synthesize
+from tests.conftest import Synthesized, config_for, helm_values, resources_of, synthesize
 from tests.prometheus_harness import PromQLError, RuleTestError, check_rule_file, run_rule_file_tests
 
 # --- what the rules must be (written here on purpose) ------------------------------------------------------
@@ -816,7 +816,7 @@ def test_the_file_is_what_the_prometheus_chart_loads(env: str, request: pytest.F
         for r in resources_of(synth.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     ]
-    values = json.loads(chart["Properties"]["Values"])
+    values = helm_values(chart["Properties"]["Values"])
     assert values["serverFiles"]["alerting_rules.yml"] == {"groups": groups}
 
 

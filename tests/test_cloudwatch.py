@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from platform_config import ConfigError
-from tests.conftest import Synthesized, config_for, resources_of
+from tests.conftest import Synthesized, cfn_text, config_for, resources_of
 
 
 def _observability(synth: Synthesized) -> dict[str, Any]:
@@ -22,6 +22,8 @@ def test_alarms_watch_the_cluster_database_and_cache_and_notify_the_topic(dev: S
     names = {a["Properties"]["AlarmName"] for a in alarms}
     assert names == {
         "genai-dev-Cluster-FailedNodes-Warning",
+        # tests/test_gpu_metrics.py holds this one.
+        "genai-dev-Gpus-GpuTelemetryMissing-Warning",
         "genai-dev-GatewayDatabase-CPU-Usage-Warning",
         "genai-dev-GatewayCache-Throttle-Rate-Warning",
     }
@@ -63,7 +65,10 @@ def test_without_the_gateway_only_the_cluster_alarm_remains_and_email_subscribes
     synth = synth_in("dev", **{"gateway.enabled": "false", "observability.alarm_email": "ops@example.com"})
     template = _observability(synth)
     alarms = resources_of(template, "AWS::CloudWatch::Alarm").values()
-    assert {a["Properties"]["AlarmName"] for a in alarms} == {"genai-dev-Cluster-FailedNodes-Warning"}
+    assert {a["Properties"]["AlarmName"] for a in alarms} == {
+        "genai-dev-Cluster-FailedNodes-Warning",
+        "genai-dev-Gpus-GpuTelemetryMissing-Warning",
+    }
     (subscription,) = resources_of(template, "AWS::SNS::Subscription").values()
     assert (subscription["Properties"]["Protocol"], subscription["Properties"]["Endpoint"]) == (
         "email",
@@ -75,3 +80,34 @@ def test_alarm_email_subscribes_and_a_malformed_one_is_refused() -> None:
     assert config_for("dev", **{"observability.alarm_email": "ops@example.com"}).observability.alarm_email
     with pytest.raises(ConfigError, match=r"observability\.alarm_email.*an email address"):
         config_for("dev", **{"observability.alarm_email": "not-an-address"})
+
+
+def test_the_dashboard_shows_container_restarts_per_namespace_and_the_alarm_topics_deliveries(
+    dev: Synthesized,
+) -> None:
+    """Restarts: Container Insights publishes `pod_number_of_container_restarts` per pod only ({ClusterName,
+    Namespace, PodName}, CloudWatch User Guide, Container-Insights-metrics-EKS), so each namespace is a SEARCH
+    over that dimension set. The topic: SNS's own NumberOfNotificationsFailed (SNS developer guide, metrics)."""
+    (dashboard,) = resources_of(_observability(dev), "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(cfn_text(dashboard["Properties"]["DashboardBody"]))
+    expressions = [
+        entry["expression"]
+        for widget in body["widgets"]
+        for row in widget.get("properties", {}).get("metrics", [])
+        for entry in row
+        if isinstance(entry, dict) and "expression" in entry
+    ]
+    for namespace in ("inference", "gateway"):
+        assert (
+            "SUM(SEARCH('{ContainerInsights,ClusterName,Namespace,PodName} "
+            'MetricName="pod_number_of_container_restarts" ClusterName="genai-dev" '
+            f"Namespace=\"{namespace}\"', 'Maximum', 300))"
+        ) in expressions
+    metric_names = {
+        entry
+        for widget in body["widgets"]
+        for row in widget.get("properties", {}).get("metrics", [])
+        for entry in row
+        if isinstance(entry, str)
+    }
+    assert "NumberOfNotificationsFailed" in metric_names

@@ -1,4 +1,4 @@
-"""cdk-nag packs and the platform's EKS checks run on every synth and fail it on an unacknowledged error."""
+"""cdk-nag packs and the platform's own checks run on every synth and fail it on an unacknowledged error."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_aps as aps
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_s3 as s3
 
 from compliance.acknowledgments import acknowledge
 from compliance.audit import ComplianceError, audit
-from compliance.eks_checks import (
+from compliance.nag import apply_compliance, pack_rules, plugin_names
+from compliance.platform_checks import (
     CONTROL_PLANE_LOGS,
     PRIVATE_ENDPOINT,
     SECRETS_ENCRYPTION,
     rules_for,
     violations,
 )
-from compliance.nag import apply_compliance, pack_rules, plugin_names
 from tests.conftest import Synthesized, only, resources_of
 
 
@@ -63,7 +64,8 @@ def test_private_endpoint_rule_applies_to_production_only(dev: Synthesized, prod
 
 
 def _bare_cluster_app(tmp_path: Path, *, production: bool) -> cdk.App:
-    """A cluster with none of the platform's settings: public endpoint, no logs, no secrets key."""
+    """A cluster with none of the platform's settings (public endpoint, no logs, no secrets key) and an AMP
+    workspace with AWS's own key."""
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "Bare")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=1)
@@ -74,6 +76,7 @@ def _bare_cluster_app(tmp_path: Path, *, production: bool) -> cdk.App:
         vpc=vpc,
         default_capacity_type=eks.DefaultCapacityType.AUTOMODE,
     )
+    aps.CfnWorkspace(stack, "Workspace", alias="bare")
     apply_compliance(app, production=production)
     return app
 
@@ -83,7 +86,12 @@ def test_platform_checks_fail_synth_for_a_bare_cluster(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as raised:
         app.synth()
     message = str(raised.value)
-    for rule_id in ("Platform-EKS-SecretsEncryption", "Platform-EKS-ControlPlaneLogs", "Platform-EKS-PrivateEndpoint"):
+    for rule_id in (
+        "Platform-EKS-SecretsEncryption",
+        "Platform-EKS-ControlPlaneLogs",
+        "Platform-EKS-PrivateEndpoint",
+        "Platform-AMP-WorkspaceEncryption",
+    ):
         assert rule_id in message
 
 
@@ -148,7 +156,7 @@ def test_pack_rules_are_read_from_the_installed_packs() -> None:
     # The PCI pack has no Secrets Manager rotation rule: acknowledging one would acknowledge nothing.
     assert "PCI.DSS.321-SecretsManagerRotationEnabled" not in pack_rules("PCI.DSS.321")
     assert "PCI.DSS.321-SecretsManagerUsingKMSKey" in pack_rules("PCI.DSS.321")
-    assert plugin_names() == {*RULES_PER_PACK, "PlatformEksChecks"}
+    assert plugin_names() == {*RULES_PER_PACK, "PlatformChecks"}
 
 
 def _bucket_app(tmp_path: Path) -> tuple[cdk.App, cdk.Stack, s3.Bucket]:
@@ -269,8 +277,12 @@ def test_report_agrees_with_cdks_validation_report(env: str, dev: Synthesized, p
         if plugin["pluginName"] in RULES_PER_PACK:
             count = sum(len(v["violatingConstructs"]) for v in plugin.get("suppressedViolations") or [])
             assert per_pack[plugin["pluginName"]] == count
-    eks_rows = {row[0]: row[2] for row in _report_table(markdown, "The platform's EKS checks")}
-    expected = {"Platform-EKS-SecretsEncryption", "Platform-EKS-ControlPlaneLogs"}
+    platform_rows = {row[0]: row[2] for row in _report_table(markdown, "The platform's own checks")}
+    expected = {"Platform-EKS-SecretsEncryption": "passed", "Platform-EKS-ControlPlaneLogs": "passed"}
     if env == "prod":
-        expected.add("Platform-EKS-PrivateEndpoint")
-    assert eks_rows == dict.fromkeys(expected, "passed")
+        # prod runs the private-endpoint rule and has an AMP workspace (cdk.json); dev has neither.
+        expected["Platform-EKS-PrivateEndpoint"] = "passed"
+        expected["Platform-AMP-WorkspaceEncryption"] = "passed"
+    else:
+        expected["Platform-AMP-WorkspaceEncryption"] = "not applicable (no `AWS::APS::Workspace`)"
+    assert platform_rows == expected

@@ -239,7 +239,7 @@ def test_interface_endpoints_from_config(dev: Synthesized, prod: Synthesized) ->
 
     assert interface_services(dev) == set()
     services = interface_services(prod)
-    assert len(services) == len(prod.config.vpc.interface_endpoints) == 5
+    assert len(services) == len(prod.config.vpc.interface_endpoints) == 6
     for name in ("ecr.api", "ecr.dkr", "sts", "logs", "eks-auth"):
         assert any(f".{name}" in s for s in services), name
     endpoint_sg = [

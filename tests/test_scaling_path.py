@@ -4,7 +4,6 @@ Helm values, and evaluates the exact query strings of the synthesized ScaledObje
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -12,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Synthesized, resources_of
-from tests.prometheus_harness import MetricsExporter, PrometheusServer, running_prometheus
+from tests.conftest import Synthesized, helm_values, resources_of
+from tests.prometheus_harness import MetricsExporter, PrometheusServer, running_prometheus, self_signed_tls
 
 # What each test pod reports: (waiting requests, KV-cache use, output tokens/s, GPU utilisation %).
 PODS = {"vllm-0": (7, 0.5, 300.0, 85.0), "vllm-1": (3, 0.7, 100.0, None)}
@@ -73,18 +72,21 @@ def as_static_job(job: dict[str, Any], targets: list[tuple[str, dict[str, str]]]
     return static
 
 
-def meta(namespace: str, pod: str, app: str, port_name: str, port: str) -> dict[str, str]:
+def meta(namespace: str, pod: str, app: str, port_name: str, port: str, instance: str = "") -> dict[str, str]:
     return {
         "__meta_kubernetes_namespace": namespace,
         "__meta_kubernetes_pod_name": pod,
         "__meta_kubernetes_pod_label_app_kubernetes_io_name": app,
+        "__meta_kubernetes_pod_label_app_kubernetes_io_instance": instance,
         "__meta_kubernetes_pod_container_port_name": port_name,
         "__meta_kubernetes_pod_container_port_number": port,
     }
 
 
 @pytest.fixture(scope="module")
-def scaling_path(dev: Synthesized) -> Iterator[tuple[PrometheusServer, dict[str, str]]]:
+def scaling_path(
+    dev: Synthesized, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PrometheusServer, dict[str, str]]]:
     (chart,) = [
         r
         for r in resources_of(dev.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
@@ -92,7 +94,7 @@ def scaling_path(dev: Synthesized) -> Iterator[tuple[PrometheusServer, dict[str,
     ]
     jobs = {
         name: {"job_name": name, **job}
-        for name, job in json.loads(chart["Properties"]["Values"])["scrapeConfigs"].items()
+        for name, job in helm_values(chart["Properties"]["Values"])["scrapeConfigs"].items()
         if job.get("enabled", True)
     }
     queries = {t["name"]: t["metadata"]["query"] for t in dev.one("ScaledObject", "vllm")["spec"]["triggers"]}
@@ -100,7 +102,10 @@ def scaling_path(dev: Synthesized) -> Iterator[tuple[PrometheusServer, dict[str,
     started = time.monotonic()
     with ExitStack() as stack:
         vllm = {pod: stack.enter_context(MetricsExporter(vllm_exposition(model, pod, started))) for pod in PODS}
-        dcgm = stack.enter_context(MetricsExporter(dcgm_exposition))
+        # The DCGM exporter serves HTTPS (the CloudWatch add-on's certificate, test_gpu_metrics.py).
+        dcgm = stack.enter_context(
+            MetricsExporter(dcgm_exposition, tls=self_signed_tls(tmp_path_factory.mktemp("dcgm-tls")))
+        )
         scrape_configs = [
             as_static_job(
                 jobs["vllm"],
@@ -110,7 +115,14 @@ def scaling_path(dev: Synthesized) -> Iterator[tuple[PrometheusServer, dict[str,
             ),
             as_static_job(
                 jobs["dcgm-exporter"],
-                [(dcgm.target, meta("observability", "dcgm-exporter-x1", "dcgm-exporter", "metrics", "9400"))],
+                [
+                    (
+                        dcgm.target,
+                        meta(
+                            "amazon-cloudwatch", "dcgm-exporter-x1", "dcgm-exporter", "metrics", "9400", "dcgm-exporter"
+                        ),
+                    )
+                ],
             ),
         ]
         prometheus = stack.enter_context(running_prometheus(scrape_configs))

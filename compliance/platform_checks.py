@@ -1,9 +1,10 @@
-"""The platform's own checks for what cdk-nag does not inspect: `aws_eks_v2` clusters.
+"""The platform's own checks for what cdk-nag does not inspect: `aws_eks_v2` clusters and AMP workspaces.
 
 cdk-nag's EKS rules (AwsSolutions-EKS1, EKS2) match only the old `aws_eks` custom resource, so a
-native AWS::EKS::Cluster passes them unseen. These rules are pure functions of one synthesized
-resource; `PlatformEksChecks` runs them on every template as a CDK policy-validation plugin, so a
-violation fails `cdk synth` like any cdk-nag error.
+native AWS::EKS::Cluster passes them unseen, and cdk-nag has no rule for Amazon Managed Service for
+Prometheus at all. These rules are pure functions of one synthesized resource of their type;
+`PlatformChecks` runs them on every template as a CDK policy-validation plugin, so a violation fails
+`cdk synth` like any cdk-nag error.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from aws_cdk import (
 )
 
 # Every rule id starts with this; acknowledgments are matched to this plugin by it.
-RULE_PREFIX = "Platform-EKS-"
+RULE_PREFIX = "Platform-"
+EKS_CLUSTER = "AWS::EKS::Cluster"
+AMP_WORKSPACE = "AWS::APS::Workspace"
 REQUIRED_LOG_TYPES = frozenset({"api", "audit", "authenticator", "controllerManager", "scheduler"})
 
 
@@ -32,7 +35,8 @@ class Rule:
     id: str
     description: str
     fix: str
-    check: Callable[[dict[str, Any]], bool]  # properties of an AWS::EKS::Cluster -> compliant?
+    resource_type: str
+    check: Callable[[dict[str, Any]], bool]  # properties of a resource of `resource_type` -> compliant?
 
 
 def _secrets_encrypted(props: dict[str, Any]) -> bool:
@@ -52,43 +56,57 @@ def _endpoint_private(props: dict[str, Any]) -> bool:
     return vpc_config.get("EndpointPublicAccess") is False and vpc_config.get("EndpointPrivateAccess") is True
 
 
+def _workspace_key(props: dict[str, Any]) -> bool:
+    return bool(props.get("KmsKeyArn"))
+
+
 SECRETS_ENCRYPTION = Rule(
-    f"{RULE_PREFIX}SecretsEncryption",
+    f"{RULE_PREFIX}EKS-SecretsEncryption",
     "The cluster encrypts Kubernetes Secrets with a customer-managed KMS key.",
     "Pass secrets_encryption_key to the cluster.",
+    EKS_CLUSTER,
     _secrets_encrypted,
 )
 CONTROL_PLANE_LOGS = Rule(
-    f"{RULE_PREFIX}ControlPlaneLogs",
+    f"{RULE_PREFIX}EKS-ControlPlaneLogs",
     "The cluster sends all five control-plane log types (api, audit, authenticator, "
     "controllerManager, scheduler) to CloudWatch.",
     "Pass cluster_logging with every ClusterLoggingTypes member.",
+    EKS_CLUSTER,
     _all_logs_enabled,
 )
 PRIVATE_ENDPOINT = Rule(
-    f"{RULE_PREFIX}PrivateEndpoint",
+    f"{RULE_PREFIX}EKS-PrivateEndpoint",
     "A production cluster's API endpoint is private only.",
     "Set cluster.endpoint_access to 'private' for production.",
+    EKS_CLUSTER,
     _endpoint_private,
+)
+# AMP encrypts with an AWS owned key unless given one, and a workspace cannot change keys later
+# (AMP User Guide, encryption-at-rest).
+WORKSPACE_ENCRYPTION = Rule(
+    f"{RULE_PREFIX}AMP-WorkspaceEncryption",
+    "An Amazon Managed Service for Prometheus workspace encrypts its data with a customer-managed KMS key.",
+    "Pass kms_key_arn to the workspace (it cannot be added after creation).",
+    AMP_WORKSPACE,
+    _workspace_key,
 )
 
 
 def rules_for(production: bool) -> tuple[Rule, ...]:
-    return (SECRETS_ENCRYPTION, CONTROL_PLANE_LOGS) + ((PRIVATE_ENDPOINT,) if production else ())
+    return (SECRETS_ENCRYPTION, CONTROL_PLANE_LOGS, WORKSPACE_ENCRYPTION) + ((PRIVATE_ENDPOINT,) if production else ())
 
 
 def violations(template: dict[str, Any], rules: tuple[Rule, ...]) -> Iterator[tuple[Rule, str]]:
-    """(rule, logical id) for every AWS::EKS::Cluster in the template that breaks a rule."""
+    """(rule, logical id) for every resource in the template that breaks a rule for its type."""
     for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::EKS::Cluster":
-            continue
         for rule in rules:
-            if not rule.check(resource.get("Properties", {})):
+            if resource.get("Type") == rule.resource_type and not rule.check(resource.get("Properties", {})):
                 yield rule, logical_id
 
 
 @jsii.implements(IPolicyValidationPlugin)
-class PlatformEksChecks:
+class PlatformChecks:
     """CDK policy-validation plugin running the rules above on every synthesized template."""
 
     def __init__(self, *, production: bool) -> None:
@@ -96,7 +114,7 @@ class PlatformEksChecks:
 
     @property
     def name(self) -> str:
-        return "PlatformEksChecks"
+        return "PlatformChecks"
 
     @property
     def version(self) -> str | None:
