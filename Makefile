@@ -83,6 +83,7 @@ synth: deps
 	@echo "templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
 	@echo "manifests: $$(ls dist/k8s/*.yaml | tr '\n' ' ')"
 	@echo "alerting rules: dist/prometheus/alerting_rules.yml"
+	@echo "grafana dashboards: $$(ls dist/grafana/*.json | tr '\n' ' ')"
 	@echo "compliance report: dist/compliance-report.md"
 
 # --- test: everything that proves it ---------------------------------------------------------------

@@ -9,14 +9,17 @@ from constructs import Construct
 
 from cdk_constructs.pod_identity import PodIdentityRole
 from compliance.acknowledgments import acknowledge
+from platform_config import namespaces
 from platform_config.model import AddonSettings
 
 CLOUDWATCH_ADDON = "amazon-cloudwatch-observability"
 # The add-on's agent runs as this service account in this namespace (CloudWatch User Guide,
 # install-CloudWatch-Observability-EKS-addon).
-CLOUDWATCH_NAMESPACE = "amazon-cloudwatch"
+CLOUDWATCH_NAMESPACE = namespaces.CLOUDWATCH
 CLOUDWATCH_SERVICE_ACCOUNT = "cloudwatch-agent"
 METRICS_SERVER_ADDON = "metrics-server"
+# Only the add-on's DCGM exporter is turned off; everything else keeps the add-on's defaults.
+CLOUDWATCH_ADDON_CONFIGURATION = {"dcgmExporter": {"enabled": False}}
 
 
 class ClusterAddons(Construct):
@@ -24,8 +27,10 @@ class ClusterAddons(Construct):
     Insights with enhanced observability, whose agent gets its credentials through Pod Identity.
 
     The CloudWatch add-on is an L1 `CfnAddon` because the L2 `eks.Addon` has no Pod Identity
-    property. Enhanced observability is the add-on's default from v2.0.0, so no configuration
-    values are set.
+    property. Enhanced observability, and with it NVIDIA GPU metrics (`accelerated_compute_metrics`,
+    on unless set false), are the add-on's defaults from v2.0.0, so its agent configuration is left as
+    it is. Its own DCGM exporter is always off: the platform's DCGM exporter (cdk_constructs/helm.py
+    DcgmExporter) feeds both Prometheus and this agent, one exporter per GPU node.
     """
 
     def __init__(self, scope: Construct, id: str, *, cluster: eks.ICluster, settings: AddonSettings) -> None:
@@ -64,9 +69,9 @@ class ClusterAddons(Construct):
                 addon_name=CLOUDWATCH_ADDON,
                 addon_version=settings.container_insights_version,
                 resolve_conflicts="OVERWRITE",
-                configuration_values=None
-                if settings.container_insights_dcgm_exporter
-                else json.dumps({"dcgmExporter": {"enabled": False}}),
+                # The chart renders its DcgmExporter resource only `if .Values.dcgmExporter.enabled`
+                # (aws-observability/helm-charts, templates/linux/dcgm-exporter-daemonset.yaml).
+                configuration_values=json.dumps(CLOUDWATCH_ADDON_CONFIGURATION),
                 pod_identity_associations=[
                     eks.CfnAddon.PodIdentityAssociationProperty(
                         role_arn=self.cloudwatch_agent_identity.role.role_arn,

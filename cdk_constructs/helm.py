@@ -7,15 +7,22 @@ Regenerate the version pins by checking each chart repository's index (`helm sea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
+import cdk8s
+import cdk8s_plus_30 as kplus
 from aws_cdk import Duration
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from cdk_constructs.cluster_addons import CLOUDWATCH_NAMESPACE
 from cdk_constructs.pod_identity import PodIdentityRole
+from k8s.metrics import DCGM_EXPORTER_APP, DCGM_EXPORTER_PORT, NODE_POOL_LABEL
+from k8s.node_pools import CAPACITY_TYPE
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,30 @@ class Keda(Construct):
         )
 
 
+def kube_state_metrics_values() -> dict[str, Any]:
+    """The Prometheus chart's kube-state-metrics subchart (8.4.0, app v2.20.0, as chart 29.27.0 locks it):
+    replica and node state for the autoscaling dashboard, scraped by `k8s.metrics.kube_state_metrics_scrape_job`."""
+    return {
+        "enabled": True,
+        # Only the objects the dashboards read; the chart derives its ClusterRole from this list, so it
+        # lists and watches these alone (its default list includes Secrets and ConfigMaps).
+        "collectors": ["deployments", "horizontalpodautoscalers", "nodes"],
+        # kube_node_labels carries no node label unless allowed (kube-state-metrics docs, cli-arguments.md).
+        "metricLabelsAllowlist": [f"nodes=[{NODE_POOL_LABEL},{CAPACITY_TYPE}]"],
+        "securityContext": {
+            "enabled": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "fsGroup": 65534,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containerSecurityContext": RESTRICTED_CONTAINER,
+        "resources": _resources("10m", "128Mi"),
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+    }
+
+
 class Prometheus(Construct):
     """The in-cluster Prometheus KEDA reads scaling signals from: the plain chart, our scrape jobs only.
 
@@ -132,6 +163,9 @@ class Prometheus(Construct):
 
     RELEASE = "prometheus"
     SERVICE_PORT = 80
+    # Named here (the chart's default is the same, <release>-server) because a Pod Identity association
+    # names it: remote writes to Amazon Managed Service for Prometheus sign with this account's role.
+    SERVICE_ACCOUNT = "prometheus-server"
 
     def __init__(
         self,
@@ -147,6 +181,8 @@ class Prometheus(Construct):
         storage_class: str,
         secret_mounts: list[dict[str, Any]] | None = None,
         alerting_rule_groups: list[dict[str, Any]] | None = None,
+        remote_write: list[dict[str, Any]] | None = None,
+        pod_annotations: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.url = f"http://{self.RELEASE}-server.{namespace}.svc.cluster.local:{self.SERVICE_PORT}"
@@ -168,7 +204,7 @@ class Prometheus(Construct):
             scrape_configs[job["job_name"]] = {k: v for k, v in job.items() if k != "job_name"}
         self.values: dict[str, Any] = {
             "alertmanager": {"enabled": False},
-            "kube-state-metrics": {"enabled": False},
+            "kube-state-metrics": kube_state_metrics_values(),
             # node-exporter needs hostNetwork, hostPID and a hostPath of / (Pod Security privileged);
             # Container Insights already covers node metrics.
             "prometheus-node-exporter": {"enabled": False},
@@ -194,7 +230,10 @@ class Prometheus(Construct):
                 "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
                 "nodeSelector": {"kubernetes.io/os": "linux"},
                 "extraSecretMounts": list(secret_mounts or []),
+                "remoteWrite": list(remote_write or []),
+                "podAnnotations": dict(pod_annotations or {}),
             },
+            "serviceAccounts": {"server": {"create": True, "name": self.SERVICE_ACCOUNT}},
             "configmapReload": {"prometheus": {"containerSecurityContext": RESTRICTED_CONTAINER}},
             # The chart's server config lists /etc/config/alerting_rules.yml in rule_files; this fills it.
             "serverFiles": {"alerting_rules.yml": {"groups": list(alerting_rule_groups or [])}},
@@ -210,26 +249,108 @@ class Prometheus(Construct):
         )
 
 
-class DcgmExporter(Construct):
-    """NVIDIA's DCGM exporter on GPU nodes only, in Kubernetes mode (pod attribution through the
-    kubelet pod-resources socket). The CloudWatch add-on's own exporter is turned off so each GPU
-    node runs exactly one (two compete for the profiling interface; FACTS.md)."""
+@dataclass(frozen=True)
+class DcgmField:
+    """One line of dcgm-exporter's metrics CSV (`DCGM field, Prometheus type, help`) and who reads it."""
 
-    APP_NAME = "dcgm-exporter"
-    PORT = 9400
+    name: str
+    kind: str
+    help: str
+    read_by: str
+
+
+# The exporter collects only what its CSV lists (the chart's `customMetrics` replaces the whole default
+# list). CloudWatch's agent renames the first seven to Container Insights' `*_gpu_*` metrics (agent
+# translator/translate/otel/processor/metricstransformprocessor: renameMapForDcgm); the add-on's own exporter
+# lists the same fields and no XID (helm-charts templates/linux/dcgm-exporter-daemonset.yaml).
+DCGM_FIELDS = (
+    DcgmField("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "CloudWatch *_gpu_utilization; KEDA"),
+    DcgmField(
+        "DCGM_FI_DEV_FB_USED_PERCENT",
+        "gauge",
+        "Percentage used of Frame Buffer: Used/(Total - Reserved).",
+        "CloudWatch *_gpu_memory_utilization",
+    ),
+    DcgmField("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", "CloudWatch *_gpu_memory_used"),
+    DcgmField("DCGM_FI_DEV_FB_TOTAL", "gauge", "Framebuffer memory total (in MiB).", "CloudWatch *_gpu_memory_total"),
+    DcgmField("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "CloudWatch *_gpu_temperature"),
+    DcgmField("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "CloudWatch *_gpu_power_draw"),
+    DcgmField(
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "gauge",
+        "Ratio of cycles the tensor (HMMA) pipe is active.",
+        "CloudWatch *_gpu_tensor_core_utilization",
+    ),
+    DcgmField("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", "Prometheus"),
+    DcgmField("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).", "Prometheus"),
+    DcgmField("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", "alert GpuXidError"),
+    # A label on every series, as in the add-on's list and the image's etc/default-counters.csv.
+    DcgmField("DCGM_FI_DRIVER_VERSION", "label", "Driver Version.", "series label"),
+)
+
+
+class DcgmExporter(Construct):
+    """NVIDIA's DCGM exporter on NVIDIA GPU nodes only, in Kubernetes mode (each GPU's series carry the
+    `namespace`/`pod`/`container` using it, from the kubelet's pod-resources socket): the one exporter per
+    GPU node, read by Prometheus and, with `cloudwatch_agent`, by Container Insights.
+
+    The add-on's own exporter stays off (ClusterAddons): two exporters on one GPU compete for its profiling
+    interface (FACTS.md), and the add-on's collects a fixed list without XID errors. For Container Insights
+    this exporter meets the add-on agent's contract instead (amazon-contributing/opentelemetry-collector-contrib,
+    receiver/awscontainerinsightreceiver/internal/gpu/dcgmscraper_config.go): a Service in the agent's own
+    namespace labelled `k8s-app=dcgm-exporter-service`, scraped over HTTPS and verified against the CA in the
+    add-on's secret `amazon-cloudwatch-observability-agent-cert`, whose certificate names
+    `dcgm-exporter-service.amazon-cloudwatch.svc` (helm-charts cloudwatch-agent-custom-resource.yaml). So the
+    exporter runs in that namespace and serves that secret's certificate; AWS's own agent tests run a
+    non-add-on exporter the same way (aws/amazon-cloudwatch-agent-test, terraform/eks/daemon/gpu/main.tf).
+    """
+
+    APP_NAME = DCGM_EXPORTER_APP
+    PORT = DCGM_EXPORTER_PORT
+    # The add-on agent's contract (see the class docstring).
+    CLOUDWATCH_SERVICE = "dcgm-exporter-service"
+    CLOUDWATCH_SERVICE_LABELS: ClassVar[Mapping[str, str]] = MappingProxyType({"k8s-app": "dcgm-exporter-service"})
+    CLOUDWATCH_TLS_SECRET = "amazon-cloudwatch-observability-agent-cert"
+    # The chart's selector labels with release and chart both named dcgm-exporter (templates/_helpers.tpl).
+    POD_LABELS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": APP_NAME}
+    )
 
     def __init__(
-        self, scope: Construct, id: str, *, cluster: eks.ICluster, namespace: str, collect_interval_seconds: int
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: eks.ICluster,
+        namespace: str,
+        collect_interval_seconds: int,
+        cloudwatch_agent: bool,
     ) -> None:
         super().__init__(scope, id)
+        if cloudwatch_agent and namespace != CLOUDWATCH_NAMESPACE:
+            raise ValueError(
+                f"the DCGM exporter serves the CloudWatch agent only from the agent's namespace "
+                f"{CLOUDWATCH_NAMESPACE!r} (the agent discovers it there and reads its CA there), not {namespace!r}"
+            )
+        self.namespace = namespace
+        # HTTPS with the add-on's certificate, for the agent: the exporter then serves nothing over HTTP.
+        self.tls = cloudwatch_agent
         self.values: dict[str, Any] = {
             "nodeSelector": {"eks.amazonaws.com/instance-gpu-manufacturer": "nvidia"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             # Collect as often as Prometheus scrapes (the exporter's default is every 30 s).
             "extraEnv": [{"name": "DCGM_EXPORTER_INTERVAL", "value": str(collect_interval_seconds * 1000)}],
+            "customMetrics": "\n".join(f"{f.name}, {f.kind}, {f.help}" for f in DCGM_FIELDS) + "\n",
             "serviceMonitor": {"enabled": False},
-            "service": {"enable": True, "port": self.PORT},
+            # Prometheus scrapes the pods; the agent gets the Service its contract names (below).
+            "service": {"enable": False, "port": self.PORT},
             "resources": _resources("100m", "512Mi"),
+            # The chart mounts the secret at /etc/dcgm-exporter/tls and serves its tls.crt/tls.key (templates/
+            # web-config-configmap.yaml); the exporter's web config reads them on every connection
+            # (prometheus/exporter-toolkit docs/web-configuration.md), so a renewed certificate needs no restart.
+            "tlsServerConfig": {"enabled": True, "existingSecret": self.CLOUDWATCH_TLS_SECRET}
+            if cloudwatch_agent
+            else {"enabled": False},
         }
         self.chart = _helm(
             self,
@@ -240,6 +361,38 @@ class DcgmExporter(Construct):
             namespace=namespace,
             values=self.values,
         )
+        self.cloudwatch_service: eks.KubernetesManifest | None = None
+        if cloudwatch_agent:
+            self.cloudwatch_service = eks.KubernetesManifest(
+                self, "CloudWatchAgentService", cluster=cluster, manifest=self.cloudwatch_agent_service()
+            )
+
+    def cloudwatch_agent_service(self) -> list[dict[str, Any]]:
+        """The Service the agent discovers: `internalTrafficPolicy: Local`, as the add-on's own
+        (amazon-cloudwatch-agent-operator internal/manifests/dcgmexporter/service.go), so each node's agent
+        reaches its own node's exporter."""
+        chart = cdk8s.Chart(cdk8s.App(), "dcgm-exporter-service")
+        kplus.k8s.KubeService(
+            chart,
+            "service",
+            metadata=kplus.k8s.ObjectMeta(
+                name=self.CLOUDWATCH_SERVICE, namespace=self.namespace, labels=dict(self.CLOUDWATCH_SERVICE_LABELS)
+            ),
+            spec=kplus.k8s.ServiceSpec(
+                type="ClusterIP",
+                internal_traffic_policy="Local",
+                selector=dict(self.POD_LABELS),
+                ports=[
+                    kplus.k8s.ServicePort(
+                        name="metrics",
+                        port=self.PORT,
+                        target_port=kplus.k8s.IntOrString.from_number(self.PORT),
+                        protocol="TCP",
+                    )
+                ],
+            ),
+        )
+        return [dict(doc) for doc in chart.to_json()]
 
 
 # External Secrets Operator 2.9.0 (external-secrets/external-secrets, deploy/charts/external-secrets):

@@ -60,7 +60,18 @@ LOG_RETENTION_DAYS = (
 # Interface endpoints worth their hourly cost for an EKS Auto Mode data plane in private subnets:
 # image pulls (ECR), Pod Identity / SDK credentials (STS), logs, and the EKS API itself.
 InterfaceEndpoint = Literal[
-    "ecr.api", "ecr.dkr", "sts", "logs", "eks", "eks-auth", "monitoring", "secretsmanager", "kms", "ssm", "ec2"
+    "ecr.api",
+    "ecr.dkr",
+    "sts",
+    "logs",
+    "eks",
+    "eks-auth",
+    "monitoring",
+    "secretsmanager",
+    "kms",
+    "ssm",
+    "ec2",
+    "aps-workspaces",
 ]
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
@@ -240,6 +251,29 @@ class ClusterSettings(Settings):
         return self
 
 
+# The oldest amazon-cloudwatch-observability release this platform's GPU metrics work with: its agent collects
+# NVIDIA GPU metrics from v1.3.0-eksbuild.1 (CloudWatch User Guide, Container-Insights-metrics-enhanced-EKS,
+# "NVIDIA GPU metrics"), and from chart 1.5 on (aws-observability/helm-charts, checked up to 6.4.0) it scrapes a
+# Service labelled `k8s-app: dcgm-exporter-service` over TLS with the `amazon-cloudwatch-observability-agent-cert`
+# secret, the contract the platform's DCGM exporter meets (cdk_constructs/helm.py DcgmExporter).
+MIN_CONTAINER_INSIGHTS_VERSION = (1, 5, 0)
+_EKS_ADDON_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+")
+
+
+def _container_insights_version(version: str | None) -> str | None:
+    if version is None:
+        return None
+    match = _EKS_ADDON_VERSION.fullmatch(version)
+    if match is None:
+        raise ValueError("must be an EKS add-on version, like v4.8.0-eksbuild.1 (aws eks describe-addon-versions)")
+    if tuple(int(part) for part in match.groups()) < MIN_CONTAINER_INSIGHTS_VERSION:
+        raise ValueError(
+            f"{version} is older than v1.5.0-eksbuild.1, the first release whose agent scrapes the platform's DCGM "
+            "exporter for Container Insights GPU metrics; pin v1.5.0-eksbuild.1 or later, or leave it unset"
+        )
+    return version
+
+
 class AddonSettings(Settings):
     """EKS add-ons. A version of None lets EKS choose the default for the cluster's version."""
 
@@ -248,11 +282,10 @@ class AddonSettings(Settings):
     container_insights: bool = Field(
         True, description="Install amazon-cloudwatch-observability (Container Insights, enhanced observability)."
     )
-    container_insights_version: str | None = Field(None, description="Pin its version (default: EKS's default).")
-    container_insights_dcgm_exporter: bool = Field(
-        False,
-        description="Keep the add-on's own DCGM exporter. Off: the platform runs NVIDIA's exporter for "
-        "Prometheus, and two exporters on one GPU compete for its profiling interface.",
+    container_insights_version: Annotated[str | None, AfterValidator(_container_insights_version)] = Field(
+        None,
+        description="Pin its version (default: EKS's default); v1.5.0-eksbuild.1 or later, whose agent reads "
+        "GPU metrics from the platform's DCGM exporter (the add-on's own exporter is always off: one per GPU node).",
     )
 
 
@@ -269,8 +302,9 @@ def _default_namespaces() -> tuple[NamespaceSettings, ...]:
         NamespaceSettings(name=namespaces.GATEWAY),
         NamespaceSettings(name=namespaces.KEDA),
         NamespaceSettings(name=namespaces.EXTERNAL_SECRETS),
-        # DCGM exporter and node exporters need host paths and host networking, which only the
-        # `privileged` level admits; they get their own namespace so workloads stay `restricted`.
+        # The DCGM exporter runs here when Container Insights is off (otherwise in the add-on's namespace:
+        # `dcgm_exporter_namespace`) and needs a host path and root, which only the `privileged` level admits;
+        # it gets this namespace so workloads stay `restricted`.
         NamespaceSettings(name=namespaces.OBSERVABILITY, pod_security="privileged"),
     )
 
@@ -348,6 +382,36 @@ class PlatformConfig(Settings):
                 f"namespaces leaves out {missing}, which the platform's workloads run in; list them too "
                 "(you may add your own and change their pod_security)"
             )
+        dcgm = self.dcgm_exporter_namespace
+        for ns in self.namespaces:
+            if ns.name == dcgm and ns.pod_security != "privileged":
+                raise ValueError(
+                    f"namespaces gives {dcgm!r} pod_security {ns.pod_security!r}, but the DCGM exporter runs there "
+                    f"(addons.container_insights {self.addons.container_insights}) and only 'privileged' admits it "
+                    "(root, SYS_ADMIN for profiling metrics, a host path to the kubelet's pod-resources socket): "
+                    "Pod Security would refuse its pods, and nothing but the DaemonSet's events would say so"
+                )
+        reserved = [ns for ns in namespaces.TRACING if ns in names]
+        if reserved:
+            raise ValueError(
+                f"namespaces lists {reserved}, which the tracing stack creates itself when "
+                "observability.tracing.mode is 'self-hosted'; leave them out"
+            )
+        if self.observability.tracing.mode == "self-hosted" and not self.gateway.enabled:
+            raise ValueError(
+                "observability.tracing.mode 'self-hosted' needs gateway.enabled: LangFuse traces the gateway's "
+                "requests, and its credentials reach the cluster through the gateway stack's External Secrets Operator"
+            )
+        if (
+            self.observability.managed_prometheus.enabled
+            and self.cluster.endpoint_access == "private"
+            and "aps-workspaces" not in self.vpc.interface_endpoints
+        ):
+            raise ValueError(
+                "observability.managed_prometheus.enabled is true on a private cluster (cluster.endpoint_access "
+                f"'private') but vpc.interface_endpoints {list(self.vpc.interface_endpoints)} leaves out "
+                "'aps-workspaces': add it, so remote writes to the workspace stay inside the VPC"
+            )
         router_timeout = self.gateway.router.timeout_seconds
         longest = self.inference.vllm.longest_request_seconds
         if self.gateway.enabled and router_timeout < longest:
@@ -357,6 +421,12 @@ class PlatformConfig(Settings):
                 "sized to finish"
             )
         return self
+
+    @property
+    def dcgm_exporter_namespace(self) -> str:
+        """Where the DCGM exporter runs: with Container Insights in the add-on's namespace, the only place its agent
+        scrapes an exporter from (cdk_constructs/helm.py DcgmExporter), otherwise in `observability`."""
+        return namespaces.CLOUDWATCH if self.addons.container_insights else namespaces.OBSERVABILITY
 
     @property
     def prefix(self) -> str:

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -45,6 +46,7 @@ __all__ = [
     "require_tool",
     "run_rule_tests",
     "running_prometheus",
+    "self_signed_tls",
 ]
 
 ENSURE_SCRIPT = "scripts/ensure-prometheus.sh"
@@ -180,10 +182,12 @@ class MetricsExporter:
     It always answers in the classic Prometheus text format (CLASSIC_TEXT_CONTENT_TYPE) and ignores
     the Accept header, like vLLM, so names such as `vllm:num_requests_waiting` reach the scraper
     unchanged. `render` is called per request, so a test can change values between scrapes.
+    With `tls` (e.g. from `self_signed_tls`) it serves HTTPS instead, like an exporter with a web config.
     """
 
-    def __init__(self, render: Callable[[], str]) -> None:
+    def __init__(self, render: Callable[[], str], *, tls: ssl.SSLContext | None = None) -> None:
         self._render = render
+        self._tls = tls
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -203,7 +207,7 @@ class MetricsExporter:
 
     @property
     def url(self) -> str:
-        return f"http://{self.target}/metrics"
+        return f"{'https' if self._tls else 'http'}://{self.target}/metrics"
 
     @property
     def scrape_count(self) -> int:
@@ -254,6 +258,11 @@ class MetricsExporter:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self._tls is not None:
+            # The handshake runs on the first read, in the request's own thread, not in accept().
+            self._server.socket = self._tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="metrics-exporter", daemon=True
         )
@@ -273,6 +282,43 @@ class MetricsExporter:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+
+def self_signed_tls(directory: Path, hostname: str = "localhost") -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for `hostname`, made by the `openssl` command
+    (no Python package needed); key and certificate are written to `directory`, which the caller owns."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise PrometheusToolMissingError(
+            "`openssl` is not on PATH; the HTTPS scrape tests need it for a test certificate"
+        )
+    key, cert = directory / "tls.key", directory / "tls.crt"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={hostname}",
+            "-addext",
+            f"subjectAltName=DNS:{hostname}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 # --- HTTP client: httpx when the venv has it, else urllib (never through a proxy: all local) ---
@@ -339,18 +385,38 @@ class PrometheusServer:
             raise RuntimeError(f"GET {path} -> HTTP {status}: {message}")
         return payload["data"]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant query at the current time; the API's `result` list for a vector.
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query at the current time (or at the Unix time `at`); the API's `result` list for a vector.
 
         Each item is `{"metric": {...labels, "__name__": ...}, "value": [ts, "string value"]}`. A scalar or
         string result comes back as one item with empty `metric`. Raises PromQLError for a bad expression.
         """
-        data = self._api("/api/v1/query", {"query": expr})
+        data = self._api("/api/v1/query", {"query": expr, **({"time": repr(at)} if at is not None else {})})
         result_type = data.get("resultType")
         if result_type in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+    def series(self, match: str, start: float, end: float) -> list[dict[str, str]]:
+        """Label sets of the series `match` selects that have samples between the Unix times `start` and `end`
+        (`/api/v1/series`)."""
+        found: list[dict[str, str]] = self._api(
+            "/api/v1/series", {"match[]": match, "start": repr(start), "end": repr(end)}
+        )
+        return found
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Loaded rule groups (`/api/v1/rules`): name, file, interval, lastEvaluation, and each rule's
+        state ("inactive", "pending", "firing" for alerts), health, lastEvaluation, alerts."""
+        groups: list[dict[str, Any]] = self._api("/api/v1/rules")["groups"]
+        return groups
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts (`/api/v1/alerts`): each with labels (alertname included), state ("pending" or
+        "firing"), activeAt and value."""
+        alerts: list[dict[str, Any]] = self._api("/api/v1/alerts")["alerts"]
+        return alerts
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets (`/api/v1/targets`): scrapeUrl, health, lastError, labels, ..."""
@@ -434,6 +500,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=15)
 
 
+# Blocks of up to a day: the default of 2 h makes three days of history 36 blocks, which takes promtool
+# several seconds more to write and Prometheus longer to open.
+BACKFILL_MAX_BLOCK_DURATION = "24h"
+
+
+def _create_blocks(openmetrics: str, source: Path, data_dir: Path) -> None:
+    """`promtool tsdb create-blocks-from openmetrics` of `openmetrics` (written to `source`) into `data_dir`."""
+    if not source.exists():
+        source.write_text(openmetrics, encoding="utf-8")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = ["tsdb", "create-blocks-from", "openmetrics", "--quiet"]
+    args += [f"--max-block-duration={BACKFILL_MAX_BLOCK_DURATION}", str(source), str(data_dir)]
+    proc = _run_promtool(args, cwd=source.parent)
+    if proc.returncode != 0:
+        raise PromQLError(
+            f"promtool could not backfill {source} (exit {proc.returncode}):\n{_output(proc)}", _output(proc)
+        )
+
+
 @contextlib.contextmanager
 def running_prometheus(
     scrape_configs: Sequence[Mapping[str, Any]],
@@ -443,13 +528,18 @@ def running_prometheus(
     rule_files: Sequence[str | os.PathLike[str]] = (),
     extra_args: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    backfill: str | None = None,
 ) -> Iterator[PrometheusServer]:
     """Run the real `prometheus` on 127.0.0.1 (free port, temp config and TSDB) until the block ends.
 
     `scrape_configs` are full scrape_config entries (job_name, static_configs, metrics_path,
     honor_labels, ...), written to the config as given. `rule_files` are loaded with the global
     `evaluation_interval`. `extra_args` go to the command line (e.g. "--enable-feature=native-histograms").
-    Waits up to `startup_timeout` seconds for /-/ready, and always stops the process on exit.
+    `backfill` is history for the TSDB: OpenMetrics text with a timestamp on every sample, ending in
+    `# EOF`, turned into blocks in the empty data directory by Prometheus's own backfill
+    (`promtool tsdb create-blocks-from openmetrics`) before the server starts, so rules and queries over
+    windows of hours or days see data at once. Waits up to `startup_timeout` seconds for /-/ready, and
+    always stops the process on exit.
     """
     binary = require_tool("prometheus")
     config = {
@@ -465,6 +555,8 @@ def running_prometheus(
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
             data_dir = workdir / f"data-{port}"
+            if backfill is not None:
+                _create_blocks(backfill, workdir / "backfill.om", data_dir)
             with (workdir / "prometheus.log").open("wb") as log:
                 process = subprocess.Popen(
                     [

@@ -19,7 +19,7 @@ import yaml
 
 from compliance.acknowledgments import acknowledge
 from platform_config import ConfigError
-from tests.conftest import Synthesized, config_for, download_job_documents, resources_of
+from tests.conftest import Synthesized, config_for, download_job_documents, helm_values, resources_of
 
 STACKS = ("foundation", "data", "observability", "inference", "gateway")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -641,7 +641,7 @@ def test_queue_reaction_follows_the_readmes_table(each_env: Synthesized) -> None
         for r in resources_of(each_env.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     ]
-    scrape = _seconds(json.loads(chart["Properties"]["Values"])["scrapeConfigs"]["vllm"]["scrape_interval"])
+    scrape = _seconds(helm_values(chart["Properties"]["Values"])["scrapeConfigs"]["vllm"]["scrape_interval"])
     spec = each_env.one("ScaledObject", "vllm")["spec"]
     (queue,) = [t for t in spec["triggers"] if t["name"] == "queue-depth"]
     cache = spec["pollingInterval"] if queue.get("useCachedMetrics", False) else 0
@@ -670,10 +670,10 @@ def test_prometheus_scrapes_every_5_s_keeps_7_days_on_a_50_gib_encrypted_volume(
         for r in resources_of(each_env.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     ]
-    values = json.loads(chart["Properties"]["Values"])
+    values = helm_values(chart["Properties"]["Values"])
     jobs = {name: job for name, job in values["scrapeConfigs"].items() if job.get("enabled", True)}
     assert {name: job["scrape_interval"] for name, job in jobs.items()} == dict.fromkeys(
-        ("vllm", "dcgm-exporter", "litellm"), "5s"
+        ("vllm", "dcgm-exporter", "litellm", "kube-state-metrics"), "5s"
     )
     assert jobs["dcgm-exporter"]["honor_labels"] is True
     server = values["server"]
@@ -778,8 +778,8 @@ def test_retention_backups_and_what_each_environment_keeps(dev: Synthesized, pro
 
 
 def test_prod_retains_only_what_the_teardown_section_names(prod: Synthesized) -> None:
-    """README, Teardown: prod retains its KMS keys and log groups (delete them by hand), keeps a final Aurora
-    snapshot and the generated secrets; every environment retains the two S3 buckets."""
+    """README, Teardown: prod retains its KMS keys, log groups and AMP workspace (delete them by hand), keeps a
+    final Aurora snapshot and the generated secrets; every environment retains the two S3 buckets."""
     kept = sorted(
         (resource["Type"], resource["DeletionPolicy"])
         for stack in STACKS
@@ -787,7 +787,8 @@ def test_prod_retains_only_what_the_teardown_section_names(prod: Synthesized) ->
         if resource.get("DeletionPolicy", "Delete") != "Delete"
     )
     assert kept == sorted(
-        [("AWS::KMS::Key", "Retain")] * 5  # secrets, node volumes, logs, data; the alarm topic's
+        [("AWS::KMS::Key", "Retain")] * 6  # secrets, node volumes, logs, data; the alarm topic's; the AMP workspace's
+        + [("AWS::APS::Workspace", "Retain")]
         # flow logs and control plane; the kubectl provider's two go with the cluster, deleted everywhere
         + [("AWS::Logs::LogGroup", "Retain")] * 2
         + [("AWS::S3::Bucket", "Retain")] * 2

@@ -97,7 +97,8 @@ def test_an_alarm_topic_key_cloudwatch_cannot_use_is_found(dev: Synthesized) -> 
         s for s in statements if s.get("Sid") != "AllowCloudWatchAlarmsToPublish"
     ]
     problems = missing_iam(templates, dev.documents())
-    assert len(problems) == 3, problems  # every alarm of dev: failed nodes, database CPU, cache throttling
+    # Every alarm of dev: failed nodes, GPU telemetry missing, database CPU, cache throttling.
+    assert len(problems) == 4, problems
     assert all("does not let cloudwatch.amazonaws.com use it" in p for p in problems), problems
 
 

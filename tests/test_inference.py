@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from k8s.autoscaling import queue_reaction_bound
-from tests.conftest import Synthesized, resources_of
+from tests.conftest import Synthesized, helm_values, resources_of
 
 GPU = "nvidia.com/gpu"
 
@@ -47,7 +47,7 @@ def _helm_values(synth: Synthesized, stack: str, chart: str) -> dict[str, Any]:
         for r in resources_of(synth.stack_json(stack), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == chart
     ]
-    values: dict[str, Any] = json.loads(resource["Properties"]["Values"])
+    values: dict[str, Any] = helm_values(resource["Properties"]["Values"])
     return values
 
 
@@ -306,7 +306,7 @@ def test_reaction_bound_counts_caching_and_stabilization(dev: Synthesized) -> No
 def test_prometheus_scrapes_vllm_and_dcgm_every_ten_seconds_or_less(dev: Synthesized) -> None:
     values = _helm_values(dev, "observability", "prometheus")
     jobs = {name: job for name, job in values["scrapeConfigs"].items() if job.get("enabled", True)}
-    assert set(jobs) == {"vllm", "dcgm-exporter", "litellm"}
+    assert set(jobs) == {"vllm", "dcgm-exporter", "litellm", "kube-state-metrics"}
     for job in jobs.values():
         assert _seconds(job["scrape_interval"]) <= 10
     assert jobs["dcgm-exporter"]["honor_labels"] is True
@@ -337,7 +337,7 @@ def test_keda_chart_pinned_with_restricted_security_and_pod_identity(dev: Synthe
     ]
     assert chart["Properties"]["Version"] == "2.20.2"
     assert chart["Properties"]["Namespace"] == "keda"
-    values = json.loads(chart["Properties"]["Values"])
+    values = helm_values(chart["Properties"]["Values"])
     for component in ("operator", "metricServer", "webhooks"):
         assert values["securityContext"][component]["capabilities"] == {"drop": ["ALL"]}
         assert values["podDisruptionBudget"][component] == {"maxUnavailable": 1}
@@ -392,7 +392,7 @@ def test_download_job_gives_up_and_cleans_up_in_bounded_time(with_download: Synt
 
 def test_vllm_scrape_job_keeps_only_the_vllm_pods_api_port(dev: Synthesized) -> None:
     scrape = next(
-        json.loads(r["Properties"]["Values"])["scrapeConfigs"]["vllm"]
+        helm_values(r["Properties"]["Values"])["scrapeConfigs"]["vllm"]
         for r in resources_of(dev.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     )

@@ -10,22 +10,25 @@ The discovered pods are written here from what the platform runs in each namespa
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from tests.conftest import Synthesized, resources_of
+from tests.conftest import Synthesized, helm_values, resources_of
 
 Target = dict[str, str]
 
 
-def _pod_target(namespace: str, pod: str, app: str, port: tuple[str, int] | None) -> Target:
+def _pod_target(
+    namespace: str, pod: str, app: str, port: tuple[str, int] | None, instance: str | None = None
+) -> Target:
     """A target as Kubernetes pod discovery describes it (Prometheus docs, kubernetes_sd_config, role pod)."""
     labels = {
         "__meta_kubernetes_namespace": namespace,
         "__meta_kubernetes_pod_name": pod,
         "__meta_kubernetes_pod_label_app_kubernetes_io_name": app,
     }
+    if instance is not None:
+        labels["__meta_kubernetes_pod_label_app_kubernetes_io_instance"] = instance
     if port is not None:
         labels["__meta_kubernetes_pod_container_port_name"] = port[0]
         labels["__meta_kubernetes_pod_container_port_number"] = str(port[1])
@@ -38,12 +41,29 @@ DISCOVERED = {
         # The download Job's pods declare no port: discovery still yields one target per pod.
         _pod_target("inference", "model-download-1a2b-xyz", "model-download", None),
     ],
+    # NVIDIA's exporter runs in the CloudWatch add-on's namespace (test_gpu_metrics.py); its pods carry the chart's
+    # name and instance labels (dcgm-exporter chart 4.8.2, templates/_helpers.tpl, release dcgm-exporter).
+    "amazon-cloudwatch": [
+        _pod_target("amazon-cloudwatch", "dcgm-exporter-q8r7s", "dcgm-exporter", ("metrics", 9400), "dcgm-exporter"),
+        _pod_target("amazon-cloudwatch", "dcgm-exporter-q8r7s", "dcgm-exporter", ("debug", 5555), "dcgm-exporter"),
+        # The add-on's own exporter, were it ever turned on: same name, instance `<namespace>.<name>`
+        # (amazon-cloudwatch-agent-operator, internal/manifests/manifestutils/labels.go SelectorLabels).
+        _pod_target(
+            "amazon-cloudwatch",
+            "dcgm-exporter-addon-k2x9p",
+            "dcgm-exporter",
+            ("metrics", 9400),
+            "amazon-cloudwatch.dcgm-exporter",
+        ),
+        # The add-on's agent and anything else in the namespace that happens to expose 9400.
+        _pod_target("amazon-cloudwatch", "cloudwatch-agent-7xk2d", "cloudwatch-agent", ("metrics", 9400)),
+    ],
     "observability": [
-        _pod_target("observability", "dcgm-exporter-q8r7s", "dcgm-exporter", ("metrics", 9400)),
         _pod_target("observability", "prometheus-server-0", "prometheus", ("http", 9090)),
-        # Anything else in the namespace that happens to expose 9400, or another port of the exporter pod.
         _pod_target("observability", "other-exporter-abc", "other-exporter", ("metrics", 9400)),
-        _pod_target("observability", "dcgm-exporter-q8r7s", "dcgm-exporter", ("debug", 5555)),
+        # kube-state-metrics 2.20 (chart 8.4.0): object metrics on `http` (8080), its own on `metrics` (8081).
+        _pod_target("observability", "prometheus-kube-state-metrics-6b8c-tu", "kube-state-metrics", ("http", 8080)),
+        _pod_target("observability", "prometheus-kube-state-metrics-6b8c-tu", "kube-state-metrics", ("metrics", 8081)),
     ],
     "gateway": [
         _pod_target("gateway", "litellm-5c6d-fghij", "litellm", ("http", 4000)),
@@ -55,6 +75,7 @@ EXPECTED = {
     "vllm": {("vllm-7d9f-abcde", "8000")},
     "dcgm-exporter": {("dcgm-exporter-q8r7s", "9400")},
     "litellm": {("litellm-5c6d-fghij", "4000")},
+    "kube-state-metrics": {("prometheus-kube-state-metrics-6b8c-tu", "8080")},
 }
 
 
@@ -81,7 +102,7 @@ def _scrape_jobs(synth: Synthesized) -> dict[str, dict[str, Any]]:
         for r in resources_of(synth.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     ]
-    jobs = json.loads(chart["Properties"]["Values"])["scrapeConfigs"]
+    jobs = helm_values(chart["Properties"]["Values"])["scrapeConfigs"]
     return {name: job for name, job in jobs.items() if job.get("enabled", True)}
 
 

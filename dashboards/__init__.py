@@ -1,0 +1,1 @@
+"""Dashboards generated from the platform config (Grafana: `dashboards.grafana`)."""
