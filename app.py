@@ -21,15 +21,17 @@ import yaml
 
 from cdk_constructs.manifests import AppliedCharts
 from compliance.audit import ComplianceAudit, ComplianceError, audit
-from compliance.eks_checks import rules_for
 from compliance.nag import apply_compliance, plugin_names
-from compliance.report import checkov_skips, render_report, write_report
+from compliance.platform_checks import rules_for
+from compliance.report import checkov_skips, render_report, resource_types, write_report
+from dashboards.grafana import grafana_dashboards
 from platform_config import ConfigError, PlatformConfig, load_config
 from stacks.data import DataStack
 from stacks.foundation import FoundationStack
 from stacks.gateway import GatewayStack
 from stacks.inference import InferenceStack
 from stacks.observability import ObservabilityStack
+from stacks.tracing import TracingStack
 
 
 @dataclass
@@ -43,10 +45,11 @@ class Platform:
     observability: ObservabilityStack
     inference: InferenceStack
     gateway: GatewayStack | None
+    tracing: TracingStack | None = None
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        optional = [self.gateway] if self.gateway else []
+        optional = [stack for stack in (self.gateway, self.tracing) if stack]
         return [self.foundation, self.data, self.observability, self.inference, *optional]
 
 
@@ -110,11 +113,29 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
             data=data,
             k8s_app=k8s_app,
             charts=charts,
+            langfuse_keys=data.langfuse_gateway_keys.secret if data.langfuse_gateway_keys else None,
             description=f"{config.name} GenAI platform ({config.env_name}): LiteLLM gateway",
             **common,
         )
         gateway.add_stack_dependency(inference)
-    platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference, gateway)
+    tracing = None
+    if config.observability.tracing.mode == "self-hosted":
+        assert gateway is not None, "config validation requires the gateway for self-hosted tracing"
+        tracing = TracingStack(
+            app,
+            f"{config.prefix}-tracing",
+            config=config,
+            foundation=foundation,
+            data=data,
+            external_secrets=gateway.external_secrets,
+            k8s_app=k8s_app,
+            charts=charts,
+            description=f"{config.name} GenAI platform ({config.env_name}): self-hosted LangFuse tracing",
+            **common,
+        )
+        # After the gateway: its External Secrets Operator brings LangFuse's credentials into the cluster.
+        tracing.add_stack_dependency(gateway)
+    platform = Platform(config, app, k8s_app, charts, foundation, data, observability, inference, gateway, tracing)
     # Once, on the stack that holds the cluster the warnings are about.
     for warning in config.warnings():
         cdk.Annotations.of(foundation).add_warning_v2("platform:config", warning)
@@ -173,6 +194,20 @@ def write_alerting_rules(platform: Platform, directory: Path) -> Path:
     return path
 
 
+def write_dashboards(platform: Platform, directory: Path) -> list[Path]:
+    """The Grafana dashboards (dashboards/grafana.py) as JSON models to import, one file each; the folder is
+    replaced so a dashboard the config no longer builds (the gateway's, when it is off) leaves no stale file."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    paths = []
+    for name, model in grafana_dashboards(platform.config).items():
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(model, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 def manifest_header(config: PlatformConfig, stack: cdk.Stack) -> str:
     """What a file in dist/k8s/ is: a review copy of one chart for one environment, not something to apply."""
     return (
@@ -205,12 +240,14 @@ def synthesize(platform: Platform, dist: Path) -> ComplianceAudit:
     findings.check()
     write_manifests(platform, dist / "k8s")
     write_alerting_rules(platform, dist / "prometheus")
+    write_dashboards(platform, dist / "grafana")
     report = render_report(
         platform.config.env_name,
         findings,
         [stack.node.path for stack in platform.stacks],
         rules_for(platform.config.production),
         checkov_skips(assembly_dir),
+        resource_types(assembly_dir),
     )
     write_report(dist / "compliance-report.md", report)
     return findings

@@ -44,6 +44,19 @@ from k8s.metrics import LITELLM_TOKEN_SECRET
 from k8s.network_policies import default_deny, dns_egress, https_egress, namespace_peer, pod_identity_egress, port
 from k8s.pod_security import restricted_container, restricted_pod, runtime_identity_env
 from k8s.probes import http_probe
+from k8s.tracing import (
+    HTTPS_PORT,
+    LANGFUSE_ENVIRONMENT_ENV,
+    LANGFUSE_HOST_ENV,
+    LANGFUSE_KEYS_PUBLIC_FIELD,
+    LANGFUSE_KEYS_SECRET_FIELD,
+    LANGFUSE_PUBLIC_KEY_ENV,
+    LANGFUSE_PUBLIC_KEY_SECRET_KEY,
+    LANGFUSE_SECRET_KEY_ENV,
+    LANGFUSE_SECRET_KEY_SECRET_KEY,
+    OTEL_ENVIRONMENT_ENV,
+    LangfuseTarget,
+)
 from platform_config.gateway import GatewaySettings
 
 PORT = 4000
@@ -87,7 +100,6 @@ class GatewaySecrets:
     database_host: str
     cache_secret_arn: str
     cache_host: str
-    langfuse_keys_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,44 @@ class GatewayWiring:
     prometheus_url: str
     vpc_cidr: str
     secrets: GatewaySecrets
+    tracing: LangfuseTarget | None = None  # where traces go; None: tracing off
+
+
+def tracing_env(target: LangfuseTarget) -> list[k8s.EnvVar]:
+    """What LiteLLM's `langfuse_otel` callback reads: the host and environment as values, the keys from the
+    gateway's Secret (never in the manifest)."""
+
+    def from_secret(name: str, key: str) -> k8s.EnvVar:
+        return k8s.EnvVar(
+            name=name, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=SECRET_NAME, key=key))
+        )
+
+    return [
+        k8s.EnvVar(name=LANGFUSE_HOST_ENV, value=target.host),
+        from_secret(LANGFUSE_PUBLIC_KEY_ENV, LANGFUSE_PUBLIC_KEY_SECRET_KEY),
+        from_secret(LANGFUSE_SECRET_KEY_ENV, LANGFUSE_SECRET_KEY_SECRET_KEY),
+        k8s.EnvVar(name=LANGFUSE_ENVIRONMENT_ENV, value=target.environment),
+        k8s.EnvVar(name=OTEL_ENVIRONMENT_ENV, value=target.environment),
+    ]
+
+
+def trace_egress(target: LangfuseTarget) -> list[k8s.NetworkPolicyEgressRule]:
+    """Egress to LangFuse beyond `https_egress` (port 443 to any address, which already covers an external
+    host on the default port): an external host's other port, or the in-cluster web pods on theirs."""
+    if target.peer is None:
+        return [] if target.port == HTTPS_PORT else [k8s.NetworkPolicyEgressRule(ports=[port(target.port)])]
+    rule = k8s.NetworkPolicyEgressRule(
+        to=[
+            k8s.NetworkPolicyPeer(
+                namespace_selector=k8s.LabelSelector(
+                    match_labels={"kubernetes.io/metadata.name": target.peer.namespace}
+                ),
+                pod_selector=k8s.LabelSelector(match_labels=dict(target.peer.pod_labels)),
+            )
+        ],
+        ports=[port(target.port)],
+    )
+    return [rule]
 
 
 class GatewayChart(cdk8s.Chart):
@@ -121,6 +171,7 @@ class GatewayChart(cdk8s.Chart):
                 served_model_name=wiring.served_model_name,
                 backends=[Backend(wiring.vllm_url)],
                 stores=StateStores(redis=True, database=True),
+                tracing=wiring.tracing is not None,
             ),
             sort_keys=False,
         )
@@ -169,15 +220,7 @@ class GatewayChart(cdk8s.Chart):
                 k8s.EnvVar(name=REDIS_USERNAME_ENV, value=CACHE_USER),
                 k8s.EnvVar(name=REDIS_SSL_ENV, value="True"),
                 secret_env(REDIS_PASSWORD_ENV, "redis-password"),
-                *(
-                    [
-                        k8s.EnvVar(name="LANGFUSE_HOST", value=settings.langfuse_host),
-                        secret_env("LANGFUSE_PUBLIC_KEY", "langfuse-public-key"),
-                        secret_env("LANGFUSE_SECRET_KEY", "langfuse-secret-key"),
-                    ]
-                    if settings.tracing and settings.langfuse_host
-                    else []
-                ),
+                *(tracing_env(wiring.tracing) if wiring.tracing else []),
             ],
             resources=k8s.ResourceRequirements(
                 requests={"cpu": k8s.Quantity.from_string("1"), "memory": k8s.Quantity.from_string("1Gi")},
@@ -358,6 +401,7 @@ class GatewayChart(cdk8s.Chart):
                     ),
                     https_egress(),
                     pod_identity_egress(),
+                    *(trace_egress(wiring.tracing) if wiring.tracing else []),
                 ],
             ),
         )
@@ -414,14 +458,15 @@ class GatewayChart(cdk8s.Chart):
             self, "secret-store", name="aws-secrets-manager", namespace=wiring.namespace, region=secrets.region
         )
         langfuse_values, langfuse_template = [], {}
-        if secrets.langfuse_keys_arn:
+        if wiring.tracing:
+            keys = wiring.tracing.keys_secret_arn
             langfuse_values = [
-                RemoteValue("langfusepublic", secrets.langfuse_keys_arn, "public_key"),
-                RemoteValue("langfusesecret", secrets.langfuse_keys_arn, "secret_key"),
+                RemoteValue("langfusepublic", keys, LANGFUSE_KEYS_PUBLIC_FIELD),
+                RemoteValue("langfusesecret", keys, LANGFUSE_KEYS_SECRET_FIELD),
             ]
             langfuse_template = {
-                "langfuse-public-key": "{{ .langfusepublic }}",
-                "langfuse-secret-key": "{{ .langfusesecret }}",
+                LANGFUSE_PUBLIC_KEY_SECRET_KEY: "{{ .langfusepublic }}",
+                LANGFUSE_SECRET_KEY_SECRET_KEY: "{{ .langfusesecret }}",
             }
         external_secret(
             self,

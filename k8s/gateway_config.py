@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from k8s.tracing import LANGFUSE_CALLBACK
 from platform_config.gateway import GatewaySettings
 
 # How the proxy reaches its stores (cdk_constructs.gateway_stores creates them with these).
@@ -59,8 +60,10 @@ def litellm_config(
     served_model_name: str,
     backends: Sequence[Backend],
     stores: StateStores,
+    tracing: bool = False,
 ) -> dict[str, Any]:
-    """The proxy's config.yaml as a dict."""
+    """The proxy's config.yaml as a dict; `tracing` adds the LangFuse callback (its host and keys come from the
+    environment, see k8s/tracing.py)."""
     if not backends:
         raise ValueError("litellm_config needs at least one backend")
     router = settings.router
@@ -114,7 +117,9 @@ def litellm_config(
             redis_port=f"os.environ/{REDIS_PORT_ENV}",
             redis_password=f"os.environ/{REDIS_PASSWORD_ENV}",
         )
-    callbacks = ["prometheus"] + (["langfuse"] if settings.tracing else [])
+    # Both are LiteLLM custom loggers and run side by side: /metrics keeps counting with tracing on
+    # (tests/test_gateway_tracing.py).
+    callbacks = ["prometheus"] + ([LANGFUSE_CALLBACK] if tracing else [])
     general: dict[str, Any] = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
     if stores.database:
         general["database_url"] = f"os.environ/{DATABASE_URL_ENV}"

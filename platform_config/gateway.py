@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from platform_config.base import DigestPinnedImage, SecretName, Settings, matching
+from platform_config.base import DigestPinnedImage, Settings, matching
 
 # First release with the fixes for CVE-2026-42208 (SQL injection, CVSS 9.3) and CVE-2026-42271 (RCE).
 MINIMUM_SAFE_VERSION = (1, 83, 7)
@@ -68,9 +68,6 @@ CertificateArn = Annotated[
             "an ACM certificate ARN, like arn:aws:acm:us-west-2:123456789012:certificate/<uuid>",
         )
     ),
-]
-HttpUrl = Annotated[
-    str, AfterValidator(matching(r"https?://[^\s]+", "an http(s) URL, like https://langfuse.example.com"))
 ]
 
 
@@ -192,19 +189,11 @@ class GatewaySettings(Settings):
         description="ACM certificate for HTTPS on the ALB (HTTP only without one).",
     )
     inbound_cidrs: tuple[Ipv4Cidr, ...] = Field((), description="Networks allowed to reach the ALB (default: any).")
-    tracing: bool = Field(False, description="Send traces to LangFuse (keys from Secrets Manager).")
-    langfuse_host: HttpUrl | None = Field(None, description="LangFuse URL when tracing.")
-    langfuse_keys_secret_name: SecretName | None = Field(
-        None,
-        description="Secrets Manager secret with JSON fields public_key and secret_key (created by you).",
-    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
         if self.ingress_scheme == "internet-facing" and not self.certificate_arn:
             raise ValueError("an internet-facing gateway needs certificate_arn (no plain HTTP on the internet)")
-        if self.tracing and not (self.langfuse_host and self.langfuse_keys_secret_name):
-            raise ValueError("tracing needs langfuse_host and langfuse_keys_secret_name")
         names = [m.model_name for m in self.extra_models]
         if len(set(names)) != len(names):
             raise ValueError(f"extra_models lists a model_name twice: {names}")

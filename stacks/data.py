@@ -14,6 +14,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.gateway_stores import GatewayStores
+from cdk_constructs.langfuse_stores import GeneratedSecret, langfuse_gateway_keys
 from cdk_constructs.model_store import ModelStore
 from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from compliance.acknowledgments import acknowledge
@@ -64,6 +65,15 @@ class DataStack(Stack):
                 clients=foundation.cluster.cluster.cluster_security_group,
                 key=foundation.keys.data,
                 production=config.production,
+            )
+
+        # Self-hosted tracing: the project keys LangFuse starts with and the gateway sends traces with. Here, not in
+        # the tracing stack, because that stack deploys after the gateway (it needs the gateway's External Secrets
+        # Operator) while the gateway's Secret needs the keys from its first deploy.
+        self.langfuse_gateway_keys: GeneratedSecret | None = None
+        if config.observability.tracing.mode == "self-hosted":
+            self.langfuse_gateway_keys = langfuse_gateway_keys(
+                self, prefix=config.prefix, key=foundation.keys.data, production=config.production
             )
 
         if self.gateway_stores:

@@ -15,6 +15,7 @@ from cdk_constructs.manifests import AppliedCharts
 from cdk_constructs.pod_identity import PodIdentityRole, named_secret_policy_arn
 from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
 from k8s.namespaces import platform_labels
+from k8s.tracing import LangfuseTarget
 from k8s.vllm import PORT as VLLM_PORT
 from platform_config import PlatformConfig, namespaces
 from stacks.data import INFERENCE_NAMESPACE, DataStack
@@ -38,8 +39,11 @@ class GatewayStack(Stack):
         data: DataStack,
         k8s_app: cdk8s.App,
         charts: AppliedCharts,
+        langfuse_keys: secretsmanager.ISecret | None = None,
         **kwargs: Any,
     ) -> None:
+        """`langfuse_keys`: the in-cluster LangFuse's project keys (the data stack's secret, JSON fields
+        public_key and secret_key); needed with observability.tracing.mode 'self-hosted' only."""
         super().__init__(scope, id, **kwargs)
         cluster = foundation.cluster.interface
         # Bedrock models among the extra deployments are called with the proxy's Pod Identity.
@@ -67,12 +71,7 @@ class GatewayStack(Stack):
         )
         stores = data.gateway_stores
         assert stores is not None, "the data stack creates the gateway's stores when the gateway is enabled"
-        gateway = config.gateway
-        langfuse_keys = (
-            secretsmanager.Secret.from_secret_name_v2(self, "LangfuseKeys", gateway.langfuse_keys_secret_name)
-            if gateway.tracing and gateway.langfuse_keys_secret_name
-            else None
-        )
+        tracing, tracing_secret_arns = self._langfuse_target(config, langfuse_keys)
         self.external_secrets = ExternalSecrets(
             self,
             "ExternalSecrets",
@@ -83,7 +82,7 @@ class GatewayStack(Stack):
                 stores.salt_key_secret.secret_arn,
                 stores.database_secret_arn,
                 stores.cache_secret.secret_arn,
-                *([named_secret_policy_arn(langfuse_keys.secret_arn)] if langfuse_keys else []),
+                *tracing_secret_arns,
             ],
             key_arn=foundation.keys.data.key_arn,
         )
@@ -108,8 +107,8 @@ class GatewayStack(Stack):
                     database_host=stores.database_host,
                     cache_secret_arn=stores.cache_secret.secret_arn,
                     cache_host=stores.cache_host,
-                    langfuse_keys_arn=langfuse_keys.secret_arn if langfuse_keys else None,
                 ),
+                tracing=tracing,
             ),
             labels=platform_labels(config),
         )
@@ -132,3 +131,30 @@ class GatewayStack(Stack):
         # The SecretStore and ExternalSecret need the operator's CRDs first.
         manifest.node.add_dependency(self.external_secrets.chart)
         manifest.node.add_dependency(self.reloader.chart)
+
+    def _langfuse_target(
+        self, config: PlatformConfig, self_hosted_keys: secretsmanager.ISecret | None
+    ) -> tuple[LangfuseTarget | None, list[str]]:
+        """Where the gateway's traces go (observability.tracing), and the ARN patterns of the keys secret that
+        External Secrets must be allowed to read."""
+        tracing = config.observability.tracing
+        if tracing.mode == "off":
+            return None, []
+        if tracing.mode == "external":
+            # Both set: TracingSettings refuses mode external without them.
+            assert tracing.host is not None
+            assert tracing.keys_secret_name is not None
+            keys = secretsmanager.Secret.from_secret_name_v2(self, "LangfuseKeys", tracing.keys_secret_name)
+            target = LangfuseTarget.external(
+                host=tracing.host, keys_secret_arn=keys.secret_arn, environment=config.env_name
+            )
+            return target, [named_secret_policy_arn(keys.secret_arn)]
+        if self_hosted_keys is None:
+            raise ValueError(
+                "observability.tracing.mode 'self-hosted' needs the in-cluster LangFuse's keys secret: pass the "
+                "data stack's langfuse_gateway_keys secret to GatewayStack(langfuse_keys=...)"
+            )
+        target = LangfuseTarget.in_cluster(keys_secret_arn=self_hosted_keys.secret_arn, environment=config.env_name)
+        # A secret imported by name has no full ARN; IAM then needs the random-suffix pattern.
+        full_arn = self_hosted_keys.secret_full_arn
+        return target, [full_arn if full_arn else named_secret_policy_arn(self_hosted_keys.secret_arn)]

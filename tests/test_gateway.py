@@ -10,7 +10,7 @@ import yaml
 
 from platform_config import ConfigError
 from tests.checkov_runner import run_checkov
-from tests.conftest import Synthesized, config_for
+from tests.conftest import Synthesized, config_for, helm_values
 from tests.crd_schemas import is_custom, validate_custom_resource
 
 
@@ -244,7 +244,6 @@ def test_read_only_root_has_a_writable_migration_dir_and_a_patient_readiness_pro
 
 
 def test_reloader_restarts_the_proxy_when_its_secret_changes(dev: Synthesized) -> None:
-    import json
 
     from tests.conftest import resources_of
 
@@ -257,7 +256,7 @@ def test_reloader_restarts_the_proxy_when_its_secret_changes(dev: Synthesized) -
     ]
     assert chart["Repository"] == "https://stakater.github.io/stakater-charts"
     assert chart["Version"] == "2.2.16"
-    values = json.loads(chart["Values"])["reloader"]
+    values = helm_values(chart["Values"])["reloader"]
     assert values["watchGlobally"] is False
     assert values["namespaces"] == ["gateway"]
     assert values["reloadStrategy"] == "annotations"
@@ -288,7 +287,6 @@ def test_external_secrets_controller_reads_only_the_gateway_secrets(dev: Synthes
 
 
 def test_prometheus_scrapes_litellm_with_the_key_from_external_secrets(dev: Synthesized) -> None:
-    import json
 
     from tests.conftest import resources_of
 
@@ -297,7 +295,7 @@ def test_prometheus_scrapes_litellm_with_the_key_from_external_secrets(dev: Synt
         for r in resources_of(dev.stack_json("observability"), "Custom::AWSCDK-EKS-HelmChart").values()
         if r["Properties"]["Chart"] == "prometheus"
     ]
-    values = json.loads(chart["Properties"]["Values"])
+    values = helm_values(chart["Properties"]["Values"])
     job = values["scrapeConfigs"]["litellm"]
     (mount,) = values["server"]["extraSecretMounts"]
     assert job["authorization"]["credentials_file"] == f"{mount['mountPath']}/token"
@@ -316,16 +314,19 @@ def test_tracing_and_a_bedrock_fallback(synth_in: Any) -> None:
     synth = synth_in(
         "dev",
         **{
-            "gateway.tracing": "true",
-            "gateway.langfuse_host": "https://langfuse.example.com",
-            "gateway.langfuse_keys_secret_name": "genai/langfuse",
+            "observability.tracing.mode": "external",
+            # A port other than 443: the gateway's egress policy must open it (tests/test_gateway_tracing.py runs
+            # the proxy against a local LangFuse stand-in; this synth checks the wiring through the stack).
+            "observability.tracing.host": "https://langfuse.example.com:8443",
+            "observability.tracing.keys_secret_name": "genai/langfuse",
             "gateway.extra_models": json.dumps(
                 [{"model_name": "claude", "litellm_model": f"bedrock/{model}", "fallback_for_primary": True}]
             ),
         },
     )
     config: dict[str, Any] = yaml.safe_load(synth.one("ConfigMap", "litellm")["data"]["config.yaml"])
-    assert config["litellm_settings"]["callbacks"] == ["prometheus", "langfuse"]
+    # langfuse_otel: LiteLLM's OTLP exporter to LangFuse, no LangFuse SDK (k8s/tracing.py).
+    assert config["litellm_settings"]["callbacks"] == ["prometheus", "langfuse_otel"]
     assert config["router_settings"]["fallbacks"] == [{"llama-3.1-8b-instruct": ["claude"]}]
     # Each group has one deployment: neither may be cooled down (locked out) after a failure.
     assert config["router_settings"]["allowed_fails"] == 0
@@ -333,6 +334,16 @@ def test_tracing_and_a_bedrock_fallback(synth_in: Any) -> None:
     (container,) = synth.one("Deployment", "litellm")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["LANGFUSE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "litellm", "key": "langfuse-secret-key"}
+    assert env["LANGFUSE_PUBLIC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "litellm", "key": "langfuse-public-key"}
+    assert env["LANGFUSE_OTEL_HOST"]["value"] == "https://langfuse.example.com:8443"
+    assert env["LANGFUSE_TRACING_ENVIRONMENT"]["value"] == "dev"
+    external = synth.one("ExternalSecret", "litellm")["spec"]
+    # Both fields of one secret (the README's keys secret format).
+    keys = [d["remoteRef"] for d in external["data"] if d["remoteRef"]["property"] in ("public_key", "secret_key")]
+    assert sorted(ref["property"] for ref in keys) == ["public_key", "secret_key"]
+    assert keys[0]["key"] == keys[1]["key"]
+    egress = synth.one("NetworkPolicy", "litellm")["spec"]["egress"]
+    assert {"ports": [{"port": 8443, "protocol": "TCP"}]} in egress
     gateway = synth.stack_json("gateway")
     text = json.dumps(resources_of(gateway, "AWS::IAM::ManagedPolicy"))
     assert f"foundation-model/{model}" in text
@@ -364,8 +375,3 @@ def test_an_extra_model_may_not_take_the_vllm_model_name() -> None:
         "(inference.vllm.served_model_name): the gateway would shuffle requests between vLLM and "
         "bedrock/meta.llama3-1-8b; give it its own name and set fallback_for_primary to true"
     ) in str(raised.value)
-
-
-def test_tracing_needs_its_keys() -> None:
-    with pytest.raises(ConfigError, match="tracing needs langfuse_host and langfuse_keys_secret_name"):
-        config_for("dev", **{"gateway.tracing": "true", "gateway.langfuse_host": "https://langfuse.example.com"})
