@@ -139,8 +139,9 @@ class CloudWatchMonitoring(Construct):
             )
 
         def restarts(namespace: str) -> cloudwatch.MathExpression:
-            # Container Insights publishes restarts per pod only ({ClusterName, Namespace, PodName}: CloudWatch
-            # User Guide, Container-Insights-metrics-EKS), so a namespace's total is a search over its pods. A
+            # Container Insights publishes restarts only by {ClusterName, Namespace, PodName}, PodName being the
+            # workload's name (CloudWatch User Guide, Container-Insights-metrics-EKS; FullPodName names the pod), so
+            # a namespace's total is a search over its workloads. A
             # dashboard can show a search; an alarm cannot, so restarts are watched here, not alarmed.
             return cloudwatch.MathExpression(
                 expression=(
@@ -181,7 +182,7 @@ class CloudWatchMonitoring(Construct):
                     metrics=[metric("pod_cpu_utilization", Namespace=ns) for ns in ("inference", "gateway")],
                 ),
                 CustomMetricGroup(
-                    title="Container restarts by namespace (sum over its pods)",
+                    title="Container restarts by namespace (summed over its workloads)",
                     metrics=[restarts(ns) for ns in ("inference", "gateway")],
                 ),
             ],

@@ -132,10 +132,17 @@ class GatewayStores(Construct):
             "DefaultUser",
             engine="valkey",
             user_id=f"{prefix}-default",
-            # Every user group needs a user named "default"; this one can do nothing.
+            # Every user group needs a user named "default"; this one is switched off and can do nothing. A Valkey
+            # user group admits only users with a password or IAM, not no-password ones (ElastiCache User Guide,
+            # Clusters.RBAC, limitations), so it has the store's password, which "off" never lets it use.
             user_name="default",
             access_string="off -@all",
-            authentication_mode={"Type": "no-password-required"},
+            authentication_mode={
+                "Type": "password",
+                "Passwords": [
+                    SecretValue.secrets_manager(self.cache_secret.secret_arn, json_field="password").unsafe_unwrap()
+                ],
+            },
         )
         user = elasticache.CfnUser(
             self,

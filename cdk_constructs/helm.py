@@ -7,6 +7,7 @@ Regenerate the version pins by checking each chart repository's index (`helm sea
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -64,6 +65,7 @@ def _helm(
     release: str,
     namespace: str,
     values: dict[str, Any],
+    timeout: Duration = Duration.minutes(10),
 ) -> eks.HelmChart:
     return eks.HelmChart(
         scope,
@@ -78,7 +80,7 @@ def _helm(
         create_namespace=False,
         values=values,
         wait=True,
-        timeout=Duration.minutes(10),
+        timeout=timeout,
     )
 
 
@@ -289,6 +291,14 @@ DCGM_FIELDS = (
 )
 
 
+METRICS_DIR = "/etc/dcgm-exporter/platform"
+
+
+def _dcgm_metrics() -> str:
+    """The exporter's metric list (its CSV format: field, Prometheus type, help)."""
+    return "\n".join(f"{f.name}, {f.kind}, {f.help}" for f in DCGM_FIELDS) + "\n"
+
+
 class DcgmExporter(Construct):
     """NVIDIA's DCGM exporter on NVIDIA GPU nodes only, in Kubernetes mode (each GPU's series carry the
     `namespace`/`pod`/`container` using it, from the kubelet's pod-resources socket): the one exporter per
@@ -338,13 +348,40 @@ class DcgmExporter(Construct):
         self.values: dict[str, Any] = {
             "nodeSelector": {"eks.amazonaws.com/instance-gpu-manufacturer": "nvidia"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            # Collect as often as Prometheus scrapes (the exporter's default is every 30 s).
-            "extraEnv": [{"name": "DCGM_EXPORTER_INTERVAL", "value": str(collect_interval_seconds * 1000)}],
-            "customMetrics": "\n".join(f"{f.name}, {f.kind}, {f.help}" for f in DCGM_FIELDS) + "\n",
+            # 4.6.0-4.8.3: the image the add-on ships (aws-observability/helm-charts values.yaml, chart 6.4.0); the
+            # chart's 4.5.3-4.8.2 distroless image lacks libraries the profiling fields need (NVIDIA/dcgm-exporter
+            # #700, fixed by #704 in 4.6.0-4.8.3).
+            "image": {"tag": "4.6.0-4.8.3-distroless"},
+            "extraEnv": [
+                # Collect as often as Prometheus scrapes (the exporter's default is every 30 s).
+                {"name": "DCGM_EXPORTER_INTERVAL", "value": str(collect_interval_seconds * 1000)},
+                # The start-up check looks for libdcgm in the ld cache, which the distroless image does not build;
+                # the library itself loads (NVIDIA/dcgm-exporter #612, #636, PR #724; flag in pkg/cmd/app.go).
+                {"name": "DISABLE_STARTUP_VALIDATE", "value": "true"},
+            ],
+            "customMetrics": _dcgm_metrics(),
+            # The chart mounts its metric list over one file with subPath, which SELinux-enforcing Bottlerocket
+            # (Auto Mode) refuses ("not a directory", NVIDIA/dcgm-exporter #613): mount the ConfigMap as a
+            # directory, as the add-on's operator does, and point -f at the file in it.
+            "extraConfigMapVolumes": [
+                {
+                    "name": "exporter-metrics-volume",
+                    "configMap": {
+                        "name": "exporter-metrics-config-map",
+                        "items": [{"key": "metrics", "path": "counters.csv"}],
+                    },
+                }
+            ],
+            "extraVolumeMounts": [{"name": "exporter-metrics-volume", "mountPath": METRICS_DIR}],
+            "arguments": ["-f", f"{METRICS_DIR}/counters.csv"],
+            # A new metric list changes only the ConfigMap: the checksum rolls the pods to read it.
+            "podAnnotations": {"platform/metrics-checksum": hashlib.sha256(_dcgm_metrics().encode()).hexdigest()},
             "serviceMonitor": {"enabled": False},
             # Prometheus scrapes the pods; the agent gets the Service its contract names (below).
             "service": {"enable": False, "port": self.PORT},
-            "resources": _resources("100m", "512Mi"),
+            # The chart's default CPU limit (200m) survives a merge of values (CDK drops a null that would delete it),
+            # so it is set: 500m, the add-on's own exporter's limit (aws-observability/helm-charts values.yaml).
+            "resources": _resources("100m", "512Mi", cpu_limit="500m"),
             # The chart mounts the secret at /etc/dcgm-exporter/tls and serves its tls.crt/tls.key (templates/
             # web-config-configmap.yaml); the exporter's web config reads them on every connection
             # (prometheus/exporter-toolkit docs/web-configuration.md), so a renewed certificate needs no restart.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
@@ -56,8 +57,10 @@ LANGFUSE_UID = 1001
 # How long the web container may take before its liveness probe counts: on first start the entrypoint applies
 # every Prisma migration and then every ClickHouse migration before the server listens (web/entrypoint.sh at
 # v4.4.0). Chart 2.0.0 has no startupProbe value, so the liveness probe's initial delay carries the window. It
-# matches the Helm release's wait (10 minutes): a first start slower than that fails the deployment anyway.
-FIRST_START_SECONDS = 600
+# matches the Helm release's wait, 14 minutes, just under the 15 the kubectl provider's Lambda can run: the first
+# start waits for a ClickHouse node, Keeper, ClickHouse, ~300 Prisma and the clustered ClickHouse migrations, and a
+# timeout rolls back the whole stack, Aurora and Valkey included.
+FIRST_START_SECONDS = 14 * 60
 
 
 def in_cluster_url(namespace: str) -> str:
@@ -219,6 +222,7 @@ class Langfuse(Construct):
             release=RELEASE,
             namespace=wiring.namespace,
             values=self.values,
+            timeout=Duration.seconds(FIRST_START_SECONDS),
         )
 
     @staticmethod
@@ -242,7 +246,7 @@ class Langfuse(Construct):
             "image": {"pullPolicy": "IfNotPresent"},
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "additionalEnv": _sse_kms_env(wiring.key_arn),
-            "ingress": _ingress(wiring),
+            "ingress": ingress_values(wiring),
             "web": {
                 "replicas": wiring.replicas,
                 # LangFuse's documented minimum for web and worker: 2 CPU, 4 GiB (FACTS.md).
@@ -281,7 +285,7 @@ def _headless_init(wiring: LangfuseWiring) -> list[dict[str, Any]]:
     ]
 
 
-def _ingress(wiring: LangfuseWiring) -> dict[str, Any]:
+def ingress_values(wiring: LangfuseWiring) -> dict[str, Any]:
     """The web Service behind an internal ALB (IngressClass `alb-langfuse`, scheme internal, k8s/langfuse.py)."""
     annotations = {
         # Route to pod IPs and health-check LangFuse's liveness endpoint (values.yaml langfuse.web.livenessProbe).
@@ -291,7 +295,9 @@ def _ingress(wiring: LangfuseWiring) -> dict[str, Any]:
     if wiring.https:
         annotations["alb.ingress.kubernetes.io/listen-ports"] = '[{"HTTPS":443}]'
     return {
-        "enabled": True,
+        # Only with a hostname: the UI's login redirects go to NEXTAUTH_URL, so without one an ALB would serve a UI
+        # whose login lands on localhost, and cost its hours for nothing (the port-forward is the way in then).
+        "enabled": wiring.hostname is not None,
         "className": INGRESS_CLASS,
         "annotations": annotations,
         # An empty host matches every name (the ALB's own DNS name when no hostname is configured).

@@ -277,10 +277,19 @@ class LangfuseStores(Construct):
             "CacheDefaultUser",
             engine="valkey",
             user_id=f"{self._prefix}-lf-default",
-            # Every user group needs a user named "default"; this one can do nothing.
+            # Every user group needs a user named "default"; this one is switched off and can do nothing. A Valkey
+            # user group admits only users with a password or IAM, not no-password ones (ElastiCache User Guide,
+            # Clusters.RBAC, limitations), so it has LangFuse's password, which "off" never lets it use.
             user_name="default",
             access_string="off -@all",
-            authentication_mode={"Type": "no-password-required"},
+            authentication_mode={
+                "Type": "password",
+                "Passwords": [
+                    SecretValue.secrets_manager(
+                        self.cache_password.secret.secret_arn, json_field=self.cache_password.field
+                    ).unsafe_unwrap()
+                ],
+            },
         )
         user = elasticache.CfnUser(
             self,

@@ -224,7 +224,13 @@ class LangfuseClickHouseChart(cdk8s.Chart):
                 "containerTemplate": {
                     "image": {"repository": repository, "tag": tag},
                     # The Keeper sizing of chart 2.0.0 (values.yaml clickhouse.keeper.resources).
-                    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+                    # Every key set: the operator adds any default key missing from the map (limits cpu "1", memory
+                    # "1Gi"; ClickHouse/clickhouse-operator api/v1alpha1 WithDefaults, controllerutil
+                    # applyDefaultRecursive), which under a larger request makes the StatefulSet invalid.
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "256Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    },
                     "securityContext": clickhouse_container_security(),
                 },
                 "podTemplate": pod,
@@ -249,7 +255,9 @@ class LangfuseClickHouseChart(cdk8s.Chart):
                 "containerTemplate": {
                     "image": {"repository": repository, "tag": tag},
                     # LangFuse's minimum for ClickHouse: 2 CPU, 8 GiB (FACTS.md, "Tracing and durable metrics").
-                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}},
+                    # The CPU limit is set (equal to the request, Guaranteed QoS): left out, the operator would add its
+                    # default of 1 CPU under the 2 CPU request, which the API server refuses (see the Keeper's).
+                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}},
                     "securityContext": clickhouse_container_security(),
                 },
                 "podTemplate": {"securityContext": clickhouse_pod_security(), "nodeSelector": _ON_DEMAND},

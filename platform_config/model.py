@@ -255,8 +255,10 @@ class ClusterSettings(Settings):
 # NVIDIA GPU metrics from v1.3.0-eksbuild.1 (CloudWatch User Guide, Container-Insights-metrics-enhanced-EKS,
 # "NVIDIA GPU metrics"), and from chart 1.5 on (aws-observability/helm-charts, checked up to 6.4.0) it scrapes a
 # Service labelled `k8s-app: dcgm-exporter-service` over TLS with the `amazon-cloudwatch-observability-agent-cert`
-# secret, the contract the platform's DCGM exporter meets (cdk_constructs/helm.py DcgmExporter).
-MIN_CONTAINER_INSIGHTS_VERSION = (1, 5, 0)
+# secret, the contract the platform's DCGM exporter meets (cdk_constructs/helm.py DcgmExporter). The add-on's own
+# exporter can be switched off (`dcgmExporter.enabled`, which the platform sets) only from chart 4.3.0 (helm-charts
+# #190, commit 8de9850): an older one runs its exporter, a second DaemonSet named dcgm-exporter on every GPU node.
+MIN_CONTAINER_INSIGHTS_VERSION = (4, 3, 0)
 _EKS_ADDON_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+")
 
 
@@ -268,8 +270,8 @@ def _container_insights_version(version: str | None) -> str | None:
         raise ValueError("must be an EKS add-on version, like v4.8.0-eksbuild.1 (aws eks describe-addon-versions)")
     if tuple(int(part) for part in match.groups()) < MIN_CONTAINER_INSIGHTS_VERSION:
         raise ValueError(
-            f"{version} is older than v1.5.0-eksbuild.1, the first release whose agent scrapes the platform's DCGM "
-            "exporter for Container Insights GPU metrics; pin v1.5.0-eksbuild.1 or later, or leave it unset"
+            f"{version} is older than v4.3.0-eksbuild.1, the first release whose own DCGM exporter can be switched "
+            "off (the platform runs one exporter per GPU node); pin v4.3.0-eksbuild.1 or later, or leave it unset"
         )
     return version
 
@@ -284,8 +286,8 @@ class AddonSettings(Settings):
     )
     container_insights_version: Annotated[str | None, AfterValidator(_container_insights_version)] = Field(
         None,
-        description="Pin its version (default: EKS's default); v1.5.0-eksbuild.1 or later, whose agent reads "
-        "GPU metrics from the platform's DCGM exporter (the add-on's own exporter is always off: one per GPU node).",
+        description="Pin its version (default: EKS's default); v4.3.0-eksbuild.1 or later, whose own DCGM exporter "
+        "can be switched off and whose agent reads GPU metrics from the platform's DCGM exporter (the add-on's own exporter is always off: one per GPU node).",
     )
 
 

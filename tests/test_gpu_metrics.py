@@ -24,6 +24,7 @@ The facts below are written here from their sources, not taken from the code und
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -197,6 +198,33 @@ def test_exporter_collects_what_container_insights_the_alerts_and_keda_read(dev:
     assert {"name": "DCGM_EXPORTER_INTERVAL", "value": str(interval_ms)} in values["extraEnv"]
 
 
+def test_exporter_starts_on_bottlerocket_and_rolls_when_its_metric_list_changes(dev: Synthesized) -> None:
+    """Upstream start-up failures on EKS Bottlerocket, which Auto Mode nodes run: a ConfigMap mounted over a single
+    file with subPath is refused under SELinux ("not a directory", NVIDIA/dcgm-exporter #613); the distroless
+    image's start-up check cannot find libdcgm in an ld cache it lacks (#612, #636; DISABLE_STARTUP_VALIDATE in
+    pkg/cmd/app.go at 4.5.3-4.8.2); the 4.5.3-4.8.2 distroless image misses profiling libraries (#700, fixed in
+    4.6.0-4.8.3, the image the add-on itself ships)."""
+    values = helm_values(_dcgm_chart(dev)["Values"])
+    mounts = values["extraVolumeMounts"]
+    assert [m for m in mounts if "subPath" in m] == []
+    # The metric list the chart renders (ConfigMap exporter-metrics-config-map, key `metrics`) is what -f reads.
+    (volume,) = values["extraConfigMapVolumes"]
+    assert volume["configMap"]["name"] == "exporter-metrics-config-map"
+    (item,) = volume["configMap"]["items"]
+    assert item["key"] == "metrics"
+    (mount,) = [m for m in mounts if m["name"] == volume["name"]]
+    flag, path = values["arguments"]
+    assert flag == "-f"
+    assert path == f"{mount['mountPath']}/{item['path']}"
+    assert {"name": "DISABLE_STARTUP_VALIDATE", "value": "true"} in values["extraEnv"]
+    assert values["image"]["tag"] == "4.6.0-4.8.3-distroless"
+    # Not the chart's 200m CPU limit, which merges in unless set: the add-on's exporter's 500m.
+    assert values["resources"]["limits"] == {"memory": "512Mi", "cpu": "500m"}
+    # A new list changes only the ConfigMap; the pod template's checksum of it rolls the pods.
+    checksum = hashlib.sha256(values["customMetrics"].encode()).hexdigest()
+    assert values["podAnnotations"] == {"platform/metrics-checksum": checksum}
+
+
 def test_exporter_namespace_admits_the_exporter(dev: Synthesized) -> None:
     """The platform does not label the add-on's namespace (EKS ships no Pod Security restriction: EKS User Guide,
     pod-security-policy; the add-on's own agent there uses hostNetwork and host paths, which only `privileged`
@@ -221,9 +249,10 @@ def test_exporter_namespace_admits_the_exporter(dev: Synthesized) -> None:
 @pytest.mark.parametrize(
     ("version", "error"),
     [
-        ("v1.4.9-eksbuild.1", "older than v1.5.0-eksbuild.1"),
+        # The dcgmExporter.enabled switch exists from chart 4.3.0 (aws-observability/helm-charts #190).
+        ("v4.2.1-eksbuild.1", "older than v4.3.0-eksbuild.1"),
         ("4.8.0", "must be an EKS add-on version"),
-        ("v1.5.0-eksbuild.1", None),
+        ("v4.3.0-eksbuild.1", None),
         ("v4.8.0-eksbuild.2", None),
     ],
 )

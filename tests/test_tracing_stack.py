@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from cdk_constructs.langfuse import LangfuseWiring, ingress_values
 from platform_config import ConfigError
 from tests.checkov_runner import run_checkov
 from tests.conftest import ROOT, Synthesized, cfn_text, config_for, helm_values, only, resources_of, synthesize
@@ -484,6 +485,26 @@ def test_restricted_check_catches_a_missing_drop() -> None:
 # --- ClickHouse, ALB, probes ------------------------------------------------------------------------------
 
 
+def _quantity(value: str) -> float:
+    """A Kubernetes CPU or memory quantity in base units (enough of the suffixes for these tests)."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value.removesuffix(suffix)) * factor
+    return float(value)
+
+
+def test_operator_resources_set_every_limit_at_or_above_its_request(traced: Synthesized) -> None:
+    """The ClickHouse operator adds each default key missing from `resources.limits` (cpu "1", memory "1Gi":
+    api/v1alpha1 WithDefaults with controllerutil applyDefaultRecursive), so a limit left out can land under the
+    request, and the API server refuses the StatefulSet. Every resource therefore sets both limits."""
+    for kind in ("ClickHouseCluster", "KeeperCluster"):
+        resources = traced.one(kind, "langfuse")["spec"]["containerTemplate"]["resources"]
+        assert set(resources["limits"]) == {"cpu", "memory"}, kind
+        for name, request in resources["requests"].items():
+            assert _quantity(resources["limits"][name]) >= _quantity(request), (kind, name)
+
+
 def test_clickhouse_and_keeper_use_encrypted_ebs(traced: Synthesized) -> None:
     storage_class = traced.one("StorageClass", "gp3-encrypted")
     assert storage_class["provisioner"] == "ebs.csi.eks.amazonaws.com"
@@ -506,16 +527,43 @@ def test_langfuse_is_behind_an_internal_alb(traced: Synthesized, tracing: dict[s
     assert params["spec"]["inboundCIDRs"] == ["10.0.0.0/16"]
     assert traced.one("IngressClass", "alb-langfuse")["spec"]["controller"] == "eks.amazonaws.com/alb"
     ingress = values_of(tracing, "langfuse")["langfuse"]["ingress"]
-    assert ingress["enabled"] is True
     assert ingress["className"] == "alb-langfuse"
+    # No hostname in this environment: no ALB (its login would redirect to localhost); the port-forward is the way in.
+    assert ingress["enabled"] is False
+    assert "port-forward" in tracing["Outputs"]["LangfuseUiCommand"]["Value"]
+
+
+def test_with_a_hostname_the_ui_is_served_on_https_by_the_internal_alb() -> None:
+    wiring = LangfuseWiring(
+        namespace="langfuse",
+        region="us-west-2",
+        database_host="db",
+        database_name="langfuse",
+        database_user="langfuse",
+        cache_host="cache",
+        cache_port=6379,
+        cache_user="langfuse",
+        bucket="bucket",
+        key_arn="arn:aws:kms:us-west-2:123456789012:key/x",
+        organization="genai",
+        admin_email="a@example.com",
+        hostname="langfuse.example.com",
+        https=True,
+        replicas=1,
+    )
+    ingress = ingress_values(wiring)
+    assert ingress["enabled"] is True
+    assert ingress["hosts"][0]["host"] == "langfuse.example.com"
+    assert ingress["annotations"]["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS":443}]'
 
 
 def test_first_start_window_covers_migrations_as_long_as_helm_waits(tracing: dict[str, Any]) -> None:
     _, release = releases(tracing)["langfuse"]
     web = values_of(tracing, "langfuse")["langfuse"]["web"]
     # Chart 2.0.0 has no startupProbe value: the liveness probe's delay is the first-start window.
-    assert web["livenessProbe"]["initialDelaySeconds"] == 600
-    assert release["Properties"]["Timeout"] == "600s"
+    # 14 minutes: under the kubectl provider Lambda's 15-minute limit, the longest a Helm wait can be.
+    assert web["livenessProbe"]["initialDelaySeconds"] == 840
+    assert release["Properties"]["Timeout"] == "840s"
     assert release["Properties"]["Wait"] is True
 
 
@@ -640,3 +688,20 @@ def test_tracing_template_passes_cfn_lint_and_checkov(traced: Synthesized, tmp_p
     assert report.passed > 50, report.describe()
     assert report.failed == [], report.describe()
     assert {(f.check_id, f.resource.split(".", 1)[0]) for f in report.skipped} == {("CKV_AWS_18", "AWS::S3::Bucket")}
+
+
+def test_every_valkey_user_authenticates_with_a_password_and_the_default_user_is_off(traced: Synthesized) -> None:
+    """A user group of the Valkey engine admits only users with a password or IAM, not no-password users
+    (ElastiCache User Guide, Clusters.RBAC, limitations); every group still has a `default` user, switched off."""
+    users = [
+        r["Properties"]
+        for stack in ("data", "tracing")
+        for r in resources_of(traced.stack_json(stack), "AWS::ElastiCache::User").values()
+    ]
+    assert len(users) == 4  # the gateway's and LangFuse's: a default and a working user each
+    for user in users:
+        assert user["Engine"] == "valkey"
+        assert user["AuthenticationMode"]["Type"] == "password", user["UserName"]
+        assert "NoPasswordRequired" not in user
+    defaults = [u for u in users if u["UserName"] == "default"]
+    assert [u["AccessString"] for u in defaults] == ["off -@all", "off -@all"]
