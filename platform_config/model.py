@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
 from platform_config import namespaces
 from platform_config.base import Settings, matching
@@ -298,7 +298,7 @@ class NamespaceSettings(Settings):
     pod_security: PodSecurityLevel = "restricted"
 
 
-def _default_namespaces() -> tuple[NamespaceSettings, ...]:
+def _default_namespaces(*, dcgm_exporter_here: bool = False) -> tuple[NamespaceSettings, ...]:
     return (
         NamespaceSettings(name=namespaces.INFERENCE),
         NamespaceSettings(name=namespaces.GATEWAY),
@@ -306,8 +306,10 @@ def _default_namespaces() -> tuple[NamespaceSettings, ...]:
         NamespaceSettings(name=namespaces.EXTERNAL_SECRETS),
         # The DCGM exporter runs here when Container Insights is off (otherwise in the add-on's namespace:
         # `dcgm_exporter_namespace`) and needs a host path and root, which only the `privileged` level admits;
-        # it gets this namespace so workloads stay `restricted`.
-        NamespaceSettings(name=namespaces.OBSERVABILITY, pod_security="privileged"),
+        # then this namespace is `privileged` so the workloads' namespaces stay `restricted`.
+        NamespaceSettings(
+            name=namespaces.OBSERVABILITY, pod_security="privileged" if dcgm_exporter_here else "restricted"
+        ),
     )
 
 
@@ -348,6 +350,25 @@ class PlatformConfig(Settings):
         description="Namespaces the platform creates, each {name, pod_security}; pod_security is "
         "restricted, baseline or privileged (enforced; audit and warn are always restricted).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_namespaces_for_the_exporter(cls, data: Any) -> Any:
+        """Without a `namespaces` list, `observability` is `privileged` only when the DCGM exporter runs there
+        (Container Insights off); a value that is not a boolean is left for field validation to refuse."""
+        if not isinstance(data, dict) or "namespaces" in data:
+            return data
+        addons = data.get("addons")
+        insights: Any = True
+        if isinstance(addons, AddonSettings):
+            insights = addons.container_insights
+        elif isinstance(addons, dict):
+            insights = addons.get("container_insights", True)
+        try:
+            exporter_here = not TypeAdapter(bool).validate_python(insights)
+        except ValidationError:
+            return data
+        return {**data, "namespaces": _default_namespaces(dcgm_exporter_here=exporter_here)}
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:

@@ -244,6 +244,11 @@ def test_exporter_namespace_admits_the_exporter(dev: Synthesized) -> None:
         config_for("dev", namespaces=json.dumps(with_agent_namespace))
     # With Container Insights the exporter is not in `observability`, which may then be restricted.
     assert config_for("dev", namespaces=listing()).dcgm_exporter_namespace == AGENT_NAMESPACE
+    # Without a list, `observability` is privileged exactly when the exporter runs there.
+    defaults = {ns.name: ns.pod_security for ns in config_for("dev").namespaces}
+    assert defaults["observability"] == "restricted"
+    defaults = {ns.name: ns.pod_security for ns in config_for("dev", **without_insights).namespaces}
+    assert defaults["observability"] == "privileged"
 
 
 @pytest.mark.parametrize(
