@@ -65,7 +65,7 @@ def _helm(
     release: str,
     namespace: str,
     values: dict[str, Any],
-    timeout: Duration = Duration.minutes(10),
+    timeout: Duration | None = None,
 ) -> eks.HelmChart:
     return eks.HelmChart(
         scope,
@@ -80,7 +80,7 @@ def _helm(
         create_namespace=False,
         values=values,
         wait=True,
-        timeout=timeout,
+        timeout=timeout or Duration.minutes(10),
     )
 
 

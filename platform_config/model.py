@@ -287,7 +287,8 @@ class AddonSettings(Settings):
     container_insights_version: Annotated[str | None, AfterValidator(_container_insights_version)] = Field(
         None,
         description="Pin its version (default: EKS's default); v4.3.0-eksbuild.1 or later, whose own DCGM exporter "
-        "can be switched off and whose agent reads GPU metrics from the platform's DCGM exporter (the add-on's own exporter is always off: one per GPU node).",
+        "can be switched off and whose agent reads GPU metrics from the platform's DCGM exporter "
+        "(the add-on's own exporter is always off: one per GPU node).",
     )
 
 
