@@ -19,11 +19,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing mutation
 
 # --- installation -------------------------------------------------------------------------------
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	scripts/ensure-prereqs.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	scripts/step.sh "installing the app's Python packages into $(VENV) (1-3 min on a fresh machine)" \
 	  $(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
+	# The project itself, editable and without dependencies (requirements.txt pins them): .venv/bin/genai-ops.
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e . 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt

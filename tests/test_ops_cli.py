@@ -1,0 +1,66 @@
+"""The `genai-ops` console script: installed into .venv, every command reachable, failures one line without a
+traceback (the operations toolkit's contract, README "Operations")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from botocore.exceptions import NoCredentialsError
+
+from ops.cli import run
+from ops.errors import BadInputError, OpsError
+
+SCRIPT = Path(sys.executable).parent / "genai-ops"
+
+
+def test_the_console_script_is_installed_and_lists_its_commands() -> None:
+    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "version" in result.stdout
+    assert subprocess.run([str(SCRIPT), "version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_an_unknown_command_is_a_usage_error_without_a_traceback() -> None:
+    result = subprocess.run([str(SCRIPT), "no-such-command"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "No such command" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def _failing(error: Exception) -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.command()
+    def fail() -> None:
+        raise error
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (BadInputError("--rate -1 is not allowed: give a rate above 0 requests per second"), 2, "--rate -1"),
+        (OpsError("cluster genai-dev is not ACTIVE (CREATING)"), 1, "not ACTIVE"),
+        (NoCredentialsError(), 1, "no AWS credentials"),
+    ],
+)
+def test_failures_are_one_message_and_an_exit_code(
+    error: Exception, code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _failing(error)
+    assert run(lambda: app([], standalone_mode=True)) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_a_programming_error_is_not_hidden() -> None:
+    app = _failing(KeyError("bug"))
+    with pytest.raises(KeyError):
+        run(lambda: app([], standalone_mode=True))
