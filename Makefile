@@ -16,7 +16,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing mutation
+.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing bench-loadtest mutation
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -74,6 +74,28 @@ bench-routing: test-deps $(ROUTER_VENV)/.installed
 # The gateway's latency and throughput through the real proxy (a benchmark, not a test).
 bench-gateway: test-deps
 	$(PY) benchmarks/gateway_latency.py
+
+# guidellm and aiperf beside `genai-ops loadtest` on the same local stub (dev-only tools, one venv each).
+GUIDELLM_VENV := .venv-guidellm
+AIPERF_VENV := .venv-aiperf
+$(GUIDELLM_VENV)/.installed: requirements-guidellm.txt
+	test -x $(GUIDELLM_VENV)/bin/python || python3 -m venv $(GUIDELLM_VENV)
+	scripts/step.sh "installing guidellm into $(GUIDELLM_VENV) (several minutes: it brings PyTorch, about 6 GB)" \
+	  $(GUIDELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-guidellm.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
+	touch $@
+
+$(AIPERF_VENV)/.installed: requirements-aiperf.txt
+	test -x $(AIPERF_VENV)/bin/python || python3 -m venv $(AIPERF_VENV)
+	scripts/step.sh "installing aiperf into $(AIPERF_VENV) (1-3 min)" \
+	  $(AIPERF_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-aiperf.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
+	touch $@
+
+# The load-test client's highest sustained streamed rate and its TTFT overhead, next to guidellm and aiperf
+# (a benchmark, not a test). A tool that fails to install is reported by the script, which still runs ours.
+bench-loadtest: deps
+	-$(MAKE) --no-print-directory $(GUIDELLM_VENV)/.installed
+	-$(MAKE) --no-print-directory $(AIPERF_VENV)/.installed
+	$(PY) benchmarks/loadtest_client.py
 
 # A seeded sample of the mutation audit (about a minute per mutant; an audit, not a test).
 mutation: test-deps

@@ -13,7 +13,14 @@ from collections.abc import Callable
 import typer
 from rich.console import Console
 
+from ops.cleanup import cleanup
+from ops.cost import cost
 from ops.errors import OpsError
+from ops.loadtest import loadtest
+from ops.manifests import manifests
+from ops.readiness import readiness
+from ops.smoke import smoke
+from ops.verify import verify
 
 app = typer.Typer(
     name="genai-ops",
@@ -23,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -37,6 +44,15 @@ def version() -> None:
     from importlib.metadata import version as installed_version
 
     Console(highlight=False).print(installed_version("eks-genai-platform"))
+
+
+app.command(name="loadtest")(loadtest)
+app.command(name="cleanup")(cleanup)
+app.command(name="manifests")(manifests)
+app.command(name="cost")(cost)
+app.command(name="verify")(verify)
+app.command(name="readiness")(readiness)
+app.command(name="smoke")(smoke)
 
 
 def _translated(error: BaseException) -> OpsError | None:
@@ -67,7 +83,7 @@ def run(entry: Callable[[], object]) -> int:
     try:
         entry()
     except OpsError as error:
-        stderr.print(f"error: {error}")
+        stderr.print(f"error: {error}", markup=False)
         return error.exit_code
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
@@ -75,7 +91,7 @@ def run(entry: Callable[[], object]) -> int:
         translated = _translated(error)
         if translated is None:
             raise
-        stderr.print(f"error: {translated}")
+        stderr.print(f"error: {translated}", markup=False)
         return translated.exit_code
     return 0
 

@@ -1,0 +1,492 @@
+"""What `cdk destroy` leaves of one platform environment: found by tag, in deletion order.
+
+What counts as the platform's (nothing else is ever listed):
+
+- What CloudFormation created carries the tags app.py `build_platform` puts on every resource: `project=<name>` and
+  `environment=<env>`. What `cdk destroy` leaves of it is what a removal policy retains (README "Teardown": the S3
+  buckets everywhere; prod's KMS keys, log groups and generated Secrets Manager secrets). Found with the Resource
+  Groups Tagging API, then checked with each service (a key already pending deletion is not a leftover).
+- What EKS Auto Mode created for Kubernetes objects (the load balancer, target groups and security groups of an
+  Ingress, the EBS volume of a PVC, pod network interfaces) carries `eks:eks-cluster-name=<cluster>`: Auto Mode's
+  managed policies let the cluster role create these only with that tag (AWS Managed Policy Reference:
+  AmazonEKSLoadBalancingPolicy, AmazonEKSBlockStoragePolicy, AmazonEKSNetworkingPolicy, each a condition on
+  `aws:RequestTag/eks:eks-cluster-name`; EKS User Guide `auto-troubleshoot`: find Auto Mode volumes and load
+  balancers "by searching for the tag key eks:eks-cluster-name"). They carry no project tags (Auto Mode refuses
+  user-defined tags without an extra policy, FACTS.md), and the open-source controllers' tags
+  (`elbv2.k8s.aws/cluster`, `ebs.csi.aws.com/cluster`, `KubernetesCluster`) are not Auto Mode's, so neither is
+  looked for.
+- The cluster security group EKS creates carries `kubernetes.io/cluster/<cluster>=owned` (EKS User Guide
+  `sec-group-reqs`); EKS deletes it with the cluster unless a leftover network interface still holds it.
+
+Nothing is listed while the cluster exists (its controllers still own the load balancers and volumes); anything a
+platform stack that is not deleted still holds is kept; volumes and network interfaces only when `available`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from ops.errors import OpsError
+from platform_config import PlatformConfig
+
+CLUSTER_TAG = "eks:eks-cluster-name"
+
+# Deletion order. A load balancer's listeners hold its target groups; a load balancer and a network interface hold
+# their security groups (an available interface keeps its groups, so interfaces go before groups); data and logs
+# go before the keys that encrypt them.
+DELETION_ORDER_NOTE = (
+    "load balancers, target groups, network interfaces, security groups, volumes, Prometheus workspaces, log "
+    "groups, buckets (emptied first, a bucket other buckets log to last), secrets, keys"
+)
+
+
+class Kind(Enum):
+    """What a leftover is; the members are listed in deletion order."""
+
+    LOAD_BALANCER = "load balancer"
+    TARGET_GROUP = "target group"
+    NETWORK_INTERFACE = "network interface"
+    SECURITY_GROUP = "security group"
+    VOLUME = "EBS volume"
+    WORKSPACE = "Prometheus workspace"
+    LOG_GROUP = "log group"
+    BUCKET = "S3 bucket"
+    SECRET = "secret"
+    KEY = "KMS key"
+
+
+_ORDER = {kind: index for index, kind in enumerate(Kind)}
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """One resource to delete: `id` is what its delete call takes, `marked_by` the tag that makes it ours."""
+
+    kind: Kind
+    id: str
+    name: str
+    marked_by: str
+    detail: str = ""
+    arn: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name, and the id when it says more than the name (an ARN does not)."""
+        if self.name == self.id or self.id.startswith("arn:"):
+            return self.name
+        return f"{self.name} ({self.id})"
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A resource tagged as the platform's that cleanup leaves alone, and why."""
+
+    kind: str
+    resource: str
+    reason: str
+
+
+@dataclass
+class Findings:
+    leftovers: list[Leftover] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlatformScope:
+    """The tags and names that identify one environment of the platform in one region."""
+
+    project: str
+    environment: str
+    cluster: str
+    region: str
+
+    @classmethod
+    def of(cls, config: PlatformConfig, region: str) -> PlatformScope:
+        # The cluster and every stack are named after `config.prefix` (stacks/foundation.py, app.py).
+        return cls(project=config.name, environment=config.env_name, cluster=config.prefix, region=region)
+
+    @property
+    def project_tags(self) -> str:
+        return f"project={self.project}, environment={self.environment}"
+
+    @property
+    def cluster_tag(self) -> str:
+        return f"{CLUSTER_TAG}={self.cluster}"
+
+
+def find_leftovers(session: boto3.Session, scope: PlatformScope) -> Findings:
+    """Everything tagged as this platform's that is left, in deletion order, minus what live stacks hold."""
+    ensure_cluster_is_gone(session, scope)
+    try:
+        return _find(session, scope)
+    except ClientError as error:
+        # AccessDenied and the like: one sentence naming the call, not a traceback.
+        raise OpsError(
+            f"listing the account's resources failed in {error.operation_name}: {error_message(error)}; the identity "
+            "running cleanup needs the read permissions of each service it lists"
+        ) from None
+
+
+def _find(session: boto3.Session, scope: PlatformScope) -> Findings:
+    candidates = [
+        *_load_balancers(session, scope),
+        *_target_groups(session, scope),
+        *_network_interfaces(session, scope),
+        *_security_groups(session, scope),
+        *_volumes(session, scope),
+    ]
+    findings = Findings()
+    candidates.extend(_project_tagged(session, scope, findings))
+    held = _held_by_live_stacks(session, scope)
+    for candidate in candidates:
+        stack = next((held[key] for key in (candidate.id, candidate.arn, candidate.name) if key in held), None)
+        if stack:
+            findings.kept.append(Kept(candidate.kind.value, candidate.label, f"stack {stack} still holds it"))
+        else:
+            findings.leftovers.append(candidate)
+    # sorted() is stable: within a kind the finders' order stands (buckets that receive access logs last).
+    findings.leftovers.sort(key=lambda leftover: _ORDER[leftover.kind])
+    tagged = {candidate.name for candidate in candidates if candidate.kind is Kind.LOG_GROUP}
+    findings.notes.extend(_untagged_cluster_log_groups(session, scope, tagged))
+    return findings
+
+
+def ensure_cluster_is_gone(session: boto3.Session, scope: PlatformScope) -> None:
+    """Refuse while the cluster exists: its controllers own the load balancers, its PVCs the volumes."""
+    try:
+        cluster = session.client("eks").describe_cluster(name=scope.cluster)["cluster"]
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return
+        raise OpsError(f"cannot tell whether cluster {scope.cluster} still exists: {error_message(error)}") from None
+    raise OpsError(
+        f"cluster {scope.cluster} still exists in {scope.region} (status {cluster.get('status', 'unknown')}): its "
+        "controllers still own the load balancers and volumes cleanup would delete. Run "
+        f"`npx cdk destroy --all -c env={scope.environment}` first and wait for it to finish"
+    )
+
+
+def _tags(pairs: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    return {pair["Key"]: pair["Value"] for pair in pairs or ()}
+
+
+def _elbv2_tagged(elbv2: Any, arns: list[str], scope: PlatformScope) -> set[str]:
+    """The ARNs among `arns` that carry the cluster tag (DescribeTags takes at most 20 ARNs per call)."""
+    tagged = set()
+    for start in range(0, len(arns), 20):
+        for description in elbv2.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
+            if _tags(description.get("Tags")).get(CLUSTER_TAG) == scope.cluster:
+                tagged.add(description["ResourceArn"])
+    return tagged
+
+
+def _load_balancers(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    elbv2 = session.client("elbv2")
+    balancers = [
+        lb for page in elbv2.get_paginator("describe_load_balancers").paginate() for lb in page["LoadBalancers"]
+    ]
+    tagged = _elbv2_tagged(elbv2, [lb["LoadBalancerArn"] for lb in balancers], scope)
+    return [
+        Leftover(
+            Kind.LOAD_BALANCER,
+            lb["LoadBalancerArn"],
+            lb["LoadBalancerName"],
+            scope.cluster_tag,
+            f"{lb.get('Type', '')} {lb.get('Scheme', '')}".strip(),
+            arn=lb["LoadBalancerArn"],
+        )
+        for lb in balancers
+        if lb["LoadBalancerArn"] in tagged
+    ]
+
+
+def _target_groups(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    elbv2 = session.client("elbv2")
+    groups = [tg for page in elbv2.get_paginator("describe_target_groups").paginate() for tg in page["TargetGroups"]]
+    tagged = _elbv2_tagged(elbv2, [tg["TargetGroupArn"] for tg in groups], scope)
+    return [
+        Leftover(
+            Kind.TARGET_GROUP, tg["TargetGroupArn"], tg["TargetGroupName"], scope.cluster_tag, arn=tg["TargetGroupArn"]
+        )
+        for tg in groups
+        if tg["TargetGroupArn"] in tagged
+    ]
+
+
+def _ec2_pages(session: boto3.Session, operation: str, key: str, filters: list[dict[str, Any]]) -> Iterator[Any]:
+    paginator = session.client("ec2").get_paginator(operation)
+    for page in paginator.paginate(Filters=filters):
+        yield from page[key]
+
+
+def _network_interfaces(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [scope.cluster]}, {"Name": "status", "Values": ["available"]}]
+    return [
+        Leftover(
+            Kind.NETWORK_INTERFACE,
+            eni["NetworkInterfaceId"],
+            eni.get("Description") or eni["NetworkInterfaceId"],
+            scope.cluster_tag,
+            f"available, {eni.get('PrivateIpAddress', '')}".strip(", "),
+        )
+        for eni in _ec2_pages(session, "describe_network_interfaces", "NetworkInterfaces", filters)
+    ]
+
+
+def _security_groups(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    owned = f"kubernetes.io/cluster/{scope.cluster}"
+    found: dict[str, Leftover] = {}
+    for key, value in ((CLUSTER_TAG, scope.cluster), (owned, "owned")):
+        for group in _ec2_pages(
+            session, "describe_security_groups", "SecurityGroups", [{"Name": f"tag:{key}", "Values": [value]}]
+        ):
+            found.setdefault(
+                group["GroupId"],
+                Leftover(
+                    Kind.SECURITY_GROUP,
+                    group["GroupId"],
+                    group["GroupName"],
+                    f"{key}={value}",
+                    f"in {group.get('VpcId')}",
+                ),
+            )
+    return list(found.values())
+
+
+def _volumes(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [scope.cluster]}, {"Name": "status", "Values": ["available"]}]
+    leftovers = []
+    for volume in _ec2_pages(session, "describe_volumes", "Volumes", filters):
+        tags = _tags(volume.get("Tags"))
+        # Where the volume carries the EBS CSI driver's claim tags (kubernetes.io/created-for/pvc/*), they name it.
+        claim = "/".join(
+            part
+            for part in (
+                tags.get("kubernetes.io/created-for/pvc/namespace"),
+                tags.get("kubernetes.io/created-for/pvc/name"),
+            )
+            if part
+        )
+        leftovers.append(
+            Leftover(
+                Kind.VOLUME,
+                volume["VolumeId"],
+                claim or tags.get("Name") or volume["VolumeId"],
+                scope.cluster_tag,
+                f"available, {volume.get('Size', '?')} GiB {volume.get('VolumeType', '')}".strip(),
+            )
+        )
+    return leftovers
+
+
+def _project_tagged(session: boto3.Session, scope: PlatformScope, findings: Findings) -> list[Leftover]:
+    """Log groups, buckets, secrets, keys (and final snapshots, kept) tagged project=<name>, environment=<env>."""
+    tagging = session.client("resourcegroupstaggingapi")
+    pages = tagging.get_paginator("get_resources").paginate(
+        TagFilters=[
+            {"Key": "project", "Values": [scope.project]},
+            {"Key": "environment", "Values": [scope.environment]},
+        ],
+        # Service-wide filters ("logs", not "logs:log-group") take every resource type of the service.
+        ResourceTypeFilters=["logs", "s3", "secretsmanager", "kms", "rds"],
+    )
+    by_service: dict[str, list[str]] = {}
+    for page in pages:
+        for mapping in page["ResourceTagMappingList"]:
+            arn = mapping["ResourceARN"]
+            by_service.setdefault(arn.split(":")[2], []).append(arn)
+    findings.kept.extend(_final_snapshots(scope, by_service.get("rds", [])))
+    return [
+        *_workspaces(session, scope),
+        *_log_groups(session, scope, by_service.get("logs", [])),
+        *_buckets(session, scope, by_service.get("s3", [])),
+        *_secrets(session, scope, by_service.get("secretsmanager", []), findings),
+        *_keys(session, scope, by_service.get("kms", [])),
+    ]
+
+
+def _final_snapshots(scope: PlatformScope, arns: list[str]) -> list[Kept]:
+    """The Aurora snapshots a SNAPSHOT removal policy took (prod): a backup kept on purpose, named, never deleted."""
+    kept = []
+    for arn in arns:
+        if ":cluster-snapshot:" not in arn:
+            continue  # a cluster itself is gone with its stack, or held by a live one
+        name = arn.split(":cluster-snapshot:", 1)[1]
+        kept.append(
+            Kept(
+                "Aurora snapshot",
+                name,
+                "the stack's final Aurora snapshot, a backup kept on purpose: `aws rds delete-db-cluster-snapshot "
+                f"--db-cluster-snapshot-identifier {name}` once its data is no longer needed",
+            )
+        )
+    return kept
+
+
+def _workspaces(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
+    """Amazon Managed Service for Prometheus workspaces (prod retains its workspace, README "Teardown").
+
+    Listed through AMP itself: ListWorkspaces returns each workspace's tags.
+    """
+    pages = session.client("amp").get_paginator("list_workspaces").paginate()
+    return [
+        Leftover(
+            Kind.WORKSPACE,
+            workspace["workspaceId"],
+            workspace.get("alias") or workspace["workspaceId"],
+            scope.project_tags,
+            "its stored metrics go with it",
+            workspace["arn"],
+        )
+        for page in pages
+        for workspace in page["workspaces"]
+        if workspace.get("tags", {}).get("project") == scope.project
+        and workspace.get("tags", {}).get("environment") == scope.environment
+        and workspace.get("status", {}).get("statusCode") != "DELETING"
+    ]
+
+
+def _log_groups(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list[Leftover]:
+    logs = session.client("logs")
+    leftovers = []
+    for arn in arns:
+        name = arn.split(":log-group:", 1)[1].removesuffix(":*")
+        # The Tagging API can still list a group deleted moments ago: ask CloudWatch Logs whether it exists.
+        groups = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        group = next((g for g in groups if g["logGroupName"] == name), None)
+        if group is not None:
+            stored = group.get("storedBytes", 0)
+            leftovers.append(Leftover(Kind.LOG_GROUP, name, name, scope.project_tags, f"{stored} bytes stored", arn))
+    return leftovers
+
+
+def _buckets(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list[Leftover]:
+    s3 = session.client("s3")
+    names = []
+    for arn in arns:
+        name = arn.split(":::", 1)[1]
+        try:
+            s3.head_bucket(Bucket=name)
+        except ClientError as error:
+            if error_code(error) in ("404", "NoSuchBucket"):
+                continue
+            raise
+        names.append(name)
+    # A bucket that receives another one's access logs goes last, so no late log delivery refills it.
+    log_targets = set()
+    for name in names:
+        logging = s3.get_bucket_logging(Bucket=name).get("LoggingEnabled") or {}
+        if logging.get("TargetBucket"):
+            log_targets.add(logging["TargetBucket"])
+    names.sort(key=lambda name: name in log_targets)
+    return [
+        Leftover(
+            Kind.BUCKET,
+            name,
+            name,
+            scope.project_tags,
+            "receives access logs, so it goes last" if name in log_targets else "",
+            f"arn:aws:s3:::{name}",
+        )
+        for name in names
+    ]
+
+
+def _secrets(session: boto3.Session, scope: PlatformScope, arns: list[str], findings: Findings) -> list[Leftover]:
+    secrets = session.client("secretsmanager")
+    leftovers = []
+    for arn in arns:
+        try:
+            secret = secrets.describe_secret(SecretId=arn)
+        except ClientError as error:
+            if error_code(error) == "ResourceNotFoundException":
+                continue
+            raise
+        leftover = Leftover(Kind.SECRET, secret["ARN"], secret["Name"], scope.project_tags, arn=secret["ARN"])
+        if secret.get("DeletedDate"):
+            continue  # already scheduled for deletion
+        if secret.get("OwningService"):
+            # A managed secret (RDS's master user secret) is deleted by the service that owns it.
+            findings.kept.append(Kept(Kind.SECRET.value, leftover.label, f"managed by {secret['OwningService']}"))
+            continue
+        leftovers.append(leftover)
+    return leftovers
+
+
+def _keys(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list[Leftover]:
+    kms = session.client("kms")
+    leftovers = []
+    for arn in arns:
+        key = kms.describe_key(KeyId=arn)["KeyMetadata"]
+        # A key CloudFormation already scheduled (dev's keys) or an AWS managed key is not ours to delete.
+        if key.get("KeyManager") == "AWS" or key.get("KeyState") not in ("Enabled", "Disabled"):
+            continue
+        leftovers.append(
+            Leftover(
+                Kind.KEY,
+                key["KeyId"],
+                key.get("Description") or key["KeyId"],
+                scope.project_tags,
+                key["KeyState"],
+                key["Arn"],
+            )
+        )
+    return leftovers
+
+
+def _held_by_live_stacks(session: boto3.Session, scope: PlatformScope) -> dict[str, str]:
+    """Physical ids still held by a platform stack (named `<prefix>-...`) that is not deleted.
+
+    A retained resource of a deleted stack, or one the stack skipped, is not held (DELETE_SKIPPED: a retained
+    resource of a stack whose deletion failed or is in progress).
+    """
+    cloudformation = session.client("cloudformation")
+    held: dict[str, str] = {}
+    for page in cloudformation.get_paginator("list_stacks").paginate():
+        for stack in page["StackSummaries"]:
+            if not stack["StackName"].startswith(f"{scope.cluster}-") or stack["StackStatus"] == "DELETE_COMPLETE":
+                continue
+            resources = cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack["StackId"])
+            for resources_page in resources:
+                for resource in resources_page["StackResourceSummaries"]:
+                    physical = resource.get("PhysicalResourceId")
+                    if physical and resource["ResourceStatus"] not in ("DELETE_COMPLETE", "DELETE_SKIPPED"):
+                        held[physical] = stack["StackName"]
+    return held
+
+
+def _untagged_cluster_log_groups(session: boto3.Session, scope: PlatformScope, tagged: set[str]) -> list[str]:
+    """Log groups named after the cluster but without the project tags: named, never deleted.
+
+    The CloudWatch agent creates Container Insights' groups itself, and EKS creates `/aws/eks/<cluster>/cluster`
+    anew, untagged, if control-plane logs arrive after the stack deleted the tagged one.
+    """
+    writers = {f"/aws/containerinsights/{scope.cluster}/": "the CloudWatch agent", f"/aws/eks/{scope.cluster}/": "EKS"}
+    notes: list[str] = []
+    for prefix, writer in writers.items():
+        pages = session.client("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix)
+        notes.extend(
+            f"log group {group['logGroupName']} (written by {writer}, not tagged as the platform's): left alone; "
+            "delete it yourself once you no longer need it"
+            for page in pages
+            for group in page["logGroups"]
+            if group["logGroupName"] not in tagged
+        )
+    return notes
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', 'error')}: {details.get('Message', str(error))}"

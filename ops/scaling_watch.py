@@ -1,0 +1,315 @@
+"""What the autoscaler does while a load test runs: a timeline of replicas, HPA, nodes and vLLM's signals, and
+the measured times from a threshold breach to the first token served by a replica that scaling added.
+
+Everything is read from the cluster as it runs, not from this repository: the ScaledObject's own trigger queries
+and thresholds (so "breach" means what KEDA means), the HPA KEDA made for it (`status.hpaName`), the Deployments'
+replica counts, the nodes' NodePool and capacity-type labels (`karpenter.sh/nodepool`, `karpenter.sh/capacity-type`,
+which Auto Mode sets as Karpenter does), and per-pod vLLM series from Prometheus.
+
+The chain of times (each measured from the breach, at the sampling period's resolution):
+1. breach: the first sample where a trigger's query returns more than its threshold (KEDA polls on its own
+   interval and the HPA adds its 10% tolerance, so the reaction starts later still);
+2. desired: the HPA's desired replicas rise above what they were before the breach;
+3. ready: a vLLM pod that did not exist before the breach is Ready;
+4. first token: Prometheus counts a first token (`vllm:time_to_first_token_seconds_count`) on that pod.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from ops.errors import OpsError
+
+NODE_POOL_LABEL = "karpenter.sh/nodepool"
+CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
+KEDA_GROUP, KEDA_VERSION = "keda.sh", "v1alpha1"
+FIRST_TOKENS = "vllm:time_to_first_token_seconds_count"
+
+
+class PrometheusQuery(Protocol):
+    def __call__(self, expr: str) -> list[tuple[dict[str, str], float]]: ...
+
+
+def prometheus_client(base_url: str, *, timeout: float = 5.0) -> PrometheusQuery:
+    """An instant query against Prometheus's HTTP API (`/api/v1/query`), as (labels, value) pairs."""
+
+    def query(expr: str) -> list[tuple[dict[str, str], float]]:
+        url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                body = json.loads(response.read())
+        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as error:
+            raise OpsError(f"Prometheus at {base_url} did not answer the query {expr!r}: {error}") from error
+        if body.get("status") != "success":
+            raise OpsError(f"Prometheus at {base_url} refused the query {expr!r}: {body.get('error', body)}")
+        return [(sample["metric"], float(sample["value"][1])) for sample in body["data"]["result"]]
+
+    return query
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    query: str
+    threshold: float
+
+
+@dataclass
+class Sample:
+    at: float
+    vllm_replicas: int
+    vllm_ready: int
+    gateway_replicas: int | None
+    hpa_desired: int | None
+    hpa_current: int | None
+    nodes: dict[str, int]  # "<nodepool>/<capacity type>" -> count
+    trigger_values: dict[str, float]
+    ready_pods: list[str]
+    first_tokens_by_pod: dict[str, float]
+
+
+@dataclass
+class ScalingTimes:
+    """Seconds after the breach (None: did not happen while watching)."""
+
+    breach_at: float | None = None
+    desired_after_s: float | None = None
+    ready_after_s: float | None = None
+    first_token_after_s: float | None = None
+    new_pod: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class ScalingWatcher:
+    """Samples the scaling path; call `sample()` every few seconds while the load runs, then `times()`."""
+
+    def __init__(
+        self,
+        *,
+        apps: Any,
+        core: Any,
+        autoscaling: Any,
+        custom: Any,
+        prometheus: PrometheusQuery,
+        namespace: str,
+        deployment: str,
+        scaled_object: str,
+        gateway_namespace: str | None = None,
+        gateway_deployment: str | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self._apps, self._core, self._autoscaling, self._custom = apps, core, autoscaling, custom
+        self._prometheus = prometheus
+        self._namespace, self._deployment, self._scaled_object = namespace, deployment, scaled_object
+        self._gateway = (gateway_namespace, gateway_deployment) if gateway_namespace and gateway_deployment else None
+        self._clock = clock
+        self.samples: list[Sample] = []
+        self.triggers, self.hpa_name = self._read_scaled_object()
+
+    def _read_scaled_object(self) -> tuple[list[Trigger], str | None]:
+        obj = self._custom.get_namespaced_custom_object(
+            KEDA_GROUP, KEDA_VERSION, self._namespace, "scaledobjects", self._scaled_object
+        )
+        triggers = []
+        for index, trigger in enumerate(obj["spec"].get("triggers", [])):
+            metadata = trigger.get("metadata", {})
+            if trigger.get("type") == "prometheus" and "query" in metadata and "threshold" in metadata:
+                name = trigger.get("name") or metadata.get("metricName") or f"trigger-{index}"
+                triggers.append(Trigger(name, metadata["query"], float(metadata["threshold"])))
+        if not triggers:
+            raise OpsError(
+                f"ScaledObject {self._namespace}/{self._scaled_object} has no Prometheus trigger with a query and "
+                "threshold: nothing to measure a breach against"
+            )
+        hpa = obj.get("status", {}).get("hpaName") or (
+            obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name")
+        )
+        return triggers, hpa
+
+    def sample(self) -> Sample:
+        at = self._clock()
+        deployment = self._apps.read_namespaced_deployment(self._deployment, self._namespace)
+        gateway_replicas = None
+        if self._gateway:
+            gateway = self._apps.read_namespaced_deployment(self._gateway[1], self._gateway[0])
+            gateway_replicas = gateway.status.ready_replicas or 0
+        desired = current = None
+        if self.hpa_name:
+            hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(self.hpa_name, self._namespace)
+            desired, current = hpa.status.desired_replicas, hpa.status.current_replicas
+        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+        pods = self._core.list_namespaced_pod(self._namespace, label_selector=selector).items
+        ready = sorted(
+            pod.metadata.name
+            for pod in pods
+            if any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        )
+        nodes = Counter(_pool_and_capacity(n.metadata.labels or {}) for n in self._core.list_node().items)
+        values = {}
+        for trigger in self.triggers:
+            result = self._prometheus(trigger.query)
+            values[trigger.name] = result[0][1] if result else math.nan
+        first_tokens = {
+            labels.get("pod", "?"): value
+            for labels, value in self._prometheus(f'sum by (pod) ({FIRST_TOKENS}{{namespace="{self._namespace}"}})')
+        }
+        sample = Sample(
+            at=at,
+            vllm_replicas=deployment.spec.replicas or 0,
+            vllm_ready=deployment.status.ready_replicas or 0,
+            gateway_replicas=gateway_replicas,
+            hpa_desired=desired,
+            hpa_current=current,
+            nodes=dict(nodes),
+            trigger_values=values,
+            ready_pods=ready,
+            first_tokens_by_pod=first_tokens,
+        )
+        self.samples.append(sample)
+        return sample
+
+    def times(self) -> ScalingTimes:
+        return scaling_times(self.samples, self.triggers)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in self.samples]
+
+
+def _pool_and_capacity(labels: dict[str, str]) -> str:
+    return f"{labels.get(NODE_POOL_LABEL, '?')}/{labels.get(CAPACITY_TYPE_LABEL, '?')}"
+
+
+def scaling_times(samples: list[Sample], triggers: list[Trigger]) -> ScalingTimes:
+    """The chain breach -> HPA desired up -> new pod Ready -> its first token, from a timeline."""
+    times = ScalingTimes()
+    limits = {t.name: t.threshold for t in triggers}
+    breach = next(
+        (i for i, s in enumerate(samples) if any(v > limits[name] for name, v in s.trigger_values.items())), None
+    )
+    if breach is None:
+        times.notes.append("no trigger went above its threshold while watching")
+        return times
+    start = samples[breach]
+    times.breach_at = start.at
+    before_pods = set(samples[max(breach - 1, 0)].ready_pods) | set(start.ready_pods)
+    before_desired = start.hpa_desired
+    for sample in samples[breach:]:
+        if (
+            times.desired_after_s is None
+            and sample.hpa_desired is not None
+            and before_desired is not None
+            and sample.hpa_desired > before_desired
+        ):
+            times.desired_after_s = sample.at - start.at
+        new = [pod for pod in sample.ready_pods if pod not in before_pods]
+        if times.ready_after_s is None and new:
+            times.ready_after_s = sample.at - start.at
+            times.new_pod = new[0]
+        if times.new_pod and times.first_token_after_s is None and sample.first_tokens_by_pod.get(times.new_pod, 0) > 0:
+            times.first_token_after_s = sample.at - start.at
+    if before_desired is None:
+        times.notes.append("the ScaledObject names no HPA yet: desired replicas were not read")
+    return times
+
+
+@dataclass
+class LoadPoint:
+    """The load generator's view at one tick, on the wall clock the samples use."""
+
+    wall_time: float
+    requests_per_s: float
+    ttft_p50_ms: float | None
+
+
+class ScalingObserver:
+    """A load-test observer (ops.loadtest.runner.RunObserver) that samples the scaling path on every tick and
+    adds the timeline, the measured times and a plot to the results (`extras["scaling"]`, `scaling.png`)."""
+
+    def __init__(self, watcher: ScalingWatcher, *, interval_s: float, plot_path: Any | None = None) -> None:
+        self.interval_s = interval_s
+        self._watcher = watcher
+        self._plot_path = plot_path
+        self._load: list[LoadPoint] = []
+        self._previous: tuple[float, int] | None = None
+
+    async def on_start(self, info: Any) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self._watcher.sample)
+
+    async def on_tick(self, snapshot: Any) -> None:
+        import asyncio
+
+        done = snapshot.succeeded + snapshot.failed
+        rate = 0.0
+        if self._previous is not None and snapshot.elapsed_s > self._previous[0]:
+            rate = (done - self._previous[1]) / (snapshot.elapsed_s - self._previous[0])
+        self._previous = (snapshot.elapsed_s, done)
+        self._load.append(LoadPoint(snapshot.wall_time, rate, snapshot.recent_ttft_p50_ms))
+        await asyncio.to_thread(self._watcher.sample)
+
+    async def on_finish(self, result: Any) -> None:
+        times = self._watcher.times()
+        result.extras["scaling"] = {
+            "triggers": [asdict(t) for t in self._watcher.triggers],
+            "hpa": self._watcher.hpa_name,
+            "times": asdict(times),
+            "timeline": self._watcher.timeline(),
+            "load": [asdict(point) for point in self._load],
+        }
+        if self._plot_path is not None:
+            plot_scaling(self._watcher.samples, self._load, times, self._plot_path)
+            result.files["scaling_plot"] = str(self._plot_path)
+
+
+def plot_scaling(samples: list[Sample], load: list[LoadPoint], times: ScalingTimes, path: Any) -> None:
+    """One time axis: completed requests per second, vLLM replicas (desired and Ready) and nodes, and TTFT p50,
+    with the breach and each step of the chain marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    origin = samples[0].at if samples else (load[0].wall_time if load else 0.0)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, sharex=True, figsize=(10, 8))
+    top.plot([p.wall_time - origin for p in load], [p.requests_per_s for p in load], label="completed req/s")
+    top.set_ylabel("req/s")
+    top.legend(loc="upper left")
+    xs = [s.at - origin for s in samples]
+    middle.step(xs, [s.hpa_desired or 0 for s in samples], where="post", label="HPA desired")
+    middle.step(xs, [s.vllm_ready for s in samples], where="post", label="vLLM Ready")
+    middle.step(xs, [sum(s.nodes.values()) for s in samples], where="post", label="nodes", linestyle=":")
+    middle.set_ylabel("replicas / nodes")
+    middle.legend(loc="upper left")
+    bottom.plot(
+        [p.wall_time - origin for p in load if p.ttft_p50_ms is not None],
+        [p.ttft_p50_ms for p in load if p.ttft_p50_ms is not None],
+        label="TTFT p50 (ms)",
+    )
+    bottom.set_ylabel("ms")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper left")
+    if times.breach_at is not None:
+        breach = times.breach_at - origin
+        marks = {
+            "breach": 0.0,
+            "desired": times.desired_after_s,
+            "Ready": times.ready_after_s,
+            "first token": times.first_token_after_s,
+        }
+        for label, after in marks.items():
+            if after is not None:
+                for axis in (top, middle, bottom):
+                    axis.axvline(breach + after, color="grey", linestyle="--", linewidth=0.8)
+                middle.annotate(label, (breach + after, middle.get_ylim()[1]), rotation=90, va="top", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

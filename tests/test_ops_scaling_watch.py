@@ -1,0 +1,233 @@
+"""The scaling timeline the load test records with --watch-scaling: the chain breach -> HPA desired up -> new pod
+Ready -> first token on that pod, measured from samples (ops/scaling_watch.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.config import new_client_from_config
+
+from ops.errors import OpsError
+from ops.scaling_watch import (
+    LoadPoint,
+    Sample,
+    ScalingWatcher,
+    Trigger,
+    plot_scaling,
+    prometheus_client,
+    scaling_times,
+)
+from tests.fake_kube_api import FakeKubeApi
+from tests.stub_http import StubHttp, StubRequest
+
+QUEUE = Trigger("queue", 'sum(vllm:num_requests_waiting{namespace="inference"}) / count(up{job="vllm"})', 5.0)
+
+
+def _sample(
+    at: float, queue: float, desired: int, ready: list[str], first_tokens: dict[str, float] | None = None
+) -> Sample:
+    return Sample(
+        at=at,
+        vllm_replicas=desired,
+        vllm_ready=len(ready),
+        gateway_replicas=2,
+        hpa_desired=desired,
+        hpa_current=len(ready),
+        nodes={"gpu/on-demand": len(ready)},
+        trigger_values={"queue": queue},
+        ready_pods=ready,
+        first_tokens_by_pod=first_tokens or {},
+    )
+
+
+def test_the_chain_is_measured_from_the_breach() -> None:
+    samples = [
+        _sample(100.0, 4.0, 1, ["vllm-a"]),
+        _sample(105.0, 5.0, 1, ["vllm-a"]),  # at the threshold, not above it: no breach yet
+        _sample(110.0, 5.5, 1, ["vllm-a"]),  # breach
+        _sample(125.0, 7.0, 2, ["vllm-a"]),  # HPA wants 2
+        _sample(200.0, 8.0, 2, ["vllm-a", "vllm-b"], {"vllm-a": 40.0}),  # vllm-b Ready
+        _sample(205.0, 3.0, 2, ["vllm-a", "vllm-b"], {"vllm-a": 41.0, "vllm-b": 0.0}),
+        _sample(210.0, 2.0, 2, ["vllm-a", "vllm-b"], {"vllm-a": 42.0, "vllm-b": 3.0}),  # its first tokens
+    ]
+    times = scaling_times(samples, [QUEUE])
+    assert times.breach_at == 110.0
+    assert times.desired_after_s == 15.0
+    assert times.ready_after_s == 90.0
+    assert times.new_pod == "vllm-b"
+    assert times.first_token_after_s == 100.0
+
+
+def test_no_breach_no_chain() -> None:
+    samples = [_sample(100.0 + i, 4.99, 1, ["vllm-a"]) for i in range(5)]
+    times = scaling_times(samples, [QUEUE])
+    assert times.breach_at is None
+    assert times.desired_after_s is None
+    assert times.notes == ["no trigger went above its threshold while watching"]
+
+
+def test_a_pod_ready_before_the_breach_is_not_a_new_one() -> None:
+    samples = [
+        _sample(100.0, 1.0, 2, ["vllm-a", "vllm-b"]),
+        _sample(110.0, 6.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 5.0}),
+        _sample(120.0, 6.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 9.0}),
+    ]
+    times = scaling_times(samples, [QUEUE])
+    assert times.breach_at == 110.0
+    assert times.ready_after_s is None
+    assert times.first_token_after_s is None
+
+
+# --- the watcher against the real kubernetes client, a fake API server and a Prometheus stub ----------------------
+
+NS = "inference"
+QUERY = 'sum(vllm:num_requests_waiting{namespace="inference"})'
+
+
+def _deployment(replicas: int, ready: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "vllm", "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "vllm"}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vllm"}}, "spec": {"containers": []}},
+        },
+        "status": {"replicas": replicas, "readyReplicas": ready},
+    }
+
+
+def _pod(name: str, ready: bool) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/name": "vllm"}},
+        "spec": {"containers": [{"name": "vllm", "image": "vllm"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def _hpa(desired: int, current: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "keda-hpa-vllm", "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+        },
+        "status": {"desiredReplicas": desired, "currentReplicas": current},
+    }
+
+
+def _node(name: str, pool: str, capacity: str) -> dict[str, Any]:
+    labels = {"karpenter.sh/nodepool": pool, "karpenter.sh/capacity-type": capacity}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {}}
+
+
+SCALED_OBJECT = {
+    "apiVersion": "keda.sh/v1alpha1",
+    "kind": "ScaledObject",
+    "metadata": {"name": "vllm", "namespace": NS},
+    "spec": {
+        "scaleTargetRef": {"name": "vllm"},
+        "triggers": [
+            {"type": "prometheus", "name": "queue", "metadata": {"query": QUERY, "threshold": "5"}},
+            {"type": "cpu", "metadata": {"value": "80"}},
+        ],
+    },
+    "status": {"hpaName": "keda-hpa-vllm"},
+}
+
+
+def test_the_watcher_reads_the_cluster_and_prometheus_as_it_runs(tmp_path: Path) -> None:
+    state = {"queue": 2.0, "first_tokens": {"vllm-a": 10.0}}
+
+    def query(request: StubRequest) -> tuple[int, Any]:
+        expr = request.query["query"]
+        if expr == QUERY:
+            result = [{"metric": {}, "value": [0, str(state["queue"])]}]
+        else:
+            assert expr == 'sum by (pod) (vllm:time_to_first_token_seconds_count{namespace="inference"})', expr
+            tokens = state["first_tokens"]
+            assert isinstance(tokens, dict)
+            result = [{"metric": {"pod": pod}, "value": [0, str(v)]} for pod, v in tokens.items()]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    objects = [
+        SCALED_OBJECT,
+        _deployment(1, 1),
+        _pod("vllm-a", True),
+        _hpa(1, 1),
+        _node("n1", "gpu", "on-demand"),
+        _node("n2", "system", "on-demand"),
+    ]
+    clock = iter(float(t) for t in range(100, 200, 10))
+    with FakeKubeApi(objects) as fake, StubHttp({("GET", "/api/v1/query"): query}) as prometheus:
+        api = new_client_from_config(str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        watcher = ScalingWatcher(
+            apps=client.AppsV1Api(api),
+            core=client.CoreV1Api(api),
+            autoscaling=client.AutoscalingV2Api(api),
+            custom=client.CustomObjectsApi(api),
+            prometheus=prometheus_client(prometheus.url),
+            namespace=NS,
+            deployment="vllm",
+            scaled_object="vllm",
+            clock=lambda: next(clock),
+        )
+        # Only the Prometheus trigger, with the ScaledObject's own query and threshold; the HPA KEDA named.
+        assert [(t.name, t.query, t.threshold) for t in watcher.triggers] == [("queue", QUERY, 5.0)]
+        assert watcher.hpa_name == "keda-hpa-vllm"
+        first = watcher.sample()  # t=100: calm
+        assert first.nodes == {"gpu/on-demand": 1, "system/on-demand": 1}
+        assert first.trigger_values == {"queue": 2.0}
+        state["queue"] = 12.0
+        watcher.sample()  # t=110: breach
+        fake.add(_hpa(2, 1), _deployment(2, 1), _pod("vllm-b", False), _node("n3", "gpu", "spot"))
+        watcher.sample()  # t=120: desired 2, new pod not Ready
+        fake.add(_pod("vllm-b", True), _deployment(2, 2))
+        watcher.sample()  # t=130: Ready
+        state["first_tokens"] = {"vllm-a": 30.0, "vllm-b": 2.0}
+        last = watcher.sample()  # t=140: its first tokens
+        assert last.nodes == {"gpu/on-demand": 1, "gpu/spot": 1, "system/on-demand": 1}
+        assert last.ready_pods == ["vllm-a", "vllm-b"]
+        assert fake.writes() == []
+    times = watcher.times()
+    assert times.breach_at == 110.0
+    assert (times.desired_after_s, times.ready_after_s, times.first_token_after_s) == (10.0, 20.0, 30.0)
+    assert times.new_pod == "vllm-b"
+
+
+def test_a_scaled_object_without_a_prometheus_trigger_is_one_clear_error(tmp_path: Path) -> None:
+    cpu_only = {**SCALED_OBJECT, "spec": {"scaleTargetRef": {"name": "vllm"}, "triggers": [{"type": "cpu"}]}}
+    with FakeKubeApi([cpu_only]) as fake:
+        api = new_client_from_config(str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        with pytest.raises(OpsError, match="has no Prometheus trigger"):
+            ScalingWatcher(
+                apps=client.AppsV1Api(api),
+                core=client.CoreV1Api(api),
+                autoscaling=client.AutoscalingV2Api(api),
+                custom=client.CustomObjectsApi(api),
+                prometheus=prometheus_client("http://127.0.0.1:9"),
+                namespace=NS,
+                deployment="vllm",
+                scaled_object="vllm",
+            )
+
+
+def test_the_plot_is_written(tmp_path: Path) -> None:
+    samples = [
+        _sample(100.0, 2.0, 1, ["vllm-a"]),
+        _sample(110.0, 8.0, 2, ["vllm-a"]),
+        _sample(130.0, 3.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 1.0}),
+    ]
+    load = [LoadPoint(100.0 + i, 10.0 + i, 120.0) for i in range(30)]
+    path = tmp_path / "scaling.png"
+    plot_scaling(samples, load, scaling_times(samples, [QUEUE]), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,785 @@
+"""`genai-ops verify` against a whole fake environment: EC2, KMS, CloudFormation and Secrets Manager in moto, EKS
+through botocore's Stubber (moto has no Pod Identity associations and no Auto Mode fields), the cluster as a local
+fake API server the real `kubernetes` client talks to, and Prometheus and LiteLLM as local stubs reached through that
+server's service proxy. Every check passes on the healthy environment and fails, showing its evidence, when one
+thing in it is broken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import typer
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from ops.checks import CheckResult
+from ops.cli import run
+from ops.target import AwsClients, expected_pod_identities, load_platform_config
+from ops.verify import open_target, run_checks, verify
+from tests.conftest import Synthesized, resources_of
+from tests.fake_kube_api import FakeKubeApi
+from tests.stub_http import StubHttp, StubRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).parent / "genai-ops"
+REGION = "us-west-2"
+# cdk.json: name "genai", env dev -> every stack and the cluster are genai-dev (README, Configuration).
+CLUSTER = "genai-dev"
+MASTER_KEY = "test-master-key-0123456789"
+ALB_HOSTNAME = "internal-k8s-gateway-litellm-0123456789.us-west-2.elb.amazonaws.com"
+GATEWAY_ADDRESS_COMMAND = (
+    "kubectl -n gateway get ingress litellm -o jsonpath='{.status.loadBalancer.ingress[0].hostname}'"
+)
+# The associations the dev stacks create (README, "Add-ons and identity", Gateway tier): vLLM, KEDA's operator,
+# the CloudWatch agent, LiteLLM and External Secrets.
+DEV_ASSOCIATIONS = [
+    ("inference", "vllm"),
+    ("keda", "keda-operator"),
+    ("amazon-cloudwatch", "cloudwatch-agent"),
+    ("gateway", "litellm"),
+    ("external-secrets", "external-secrets"),
+]
+# What the EKS Pod Identity webhook puts in a container (EKS User Guide, pod-id-how-it-works).
+CREDENTIALS_URI = "http://169.254.170.23/v1/credentials"
+
+CLUSTER_CHECK = "cluster ACTIVE with Auto Mode"
+SECRETS_CHECK = "Secrets encrypted with the platform key"
+NODES_CHECK = "nodes of each pool"
+IMDS_CHECK = "IMDSv2 required, hop limit 1"
+VOLUMES_CHECK = "node volumes encrypted with the platform key"
+NETPOL_CHECK = "network policy enforcement on"
+ASSOCIATIONS_CHECK = "Pod Identity associations"
+CREDENTIALS_CHECK = "a pod holding Pod Identity credentials"
+PDB_CHECK = "PDBs satisfiable"
+SCALED_CHECK = "ScaledObjects Ready"
+VLLM_SERIES_CHECK = "Prometheus receiving vLLM series"
+DCGM_SERIES_CHECK = "Prometheus receiving DCGM series"
+LITELLM_CHECK = "LiteLLM ready"
+COMPLETION_CHECK = "a real completion through the gateway"
+
+
+# --- Kubernetes objects, as `kubectl get -o json` shows them ---------------------------------------------------------
+def node(
+    name: str, pool: str, instance_id: str, *, ready: bool = True, instance_type: str = "g6.xlarge"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "karpenter.sh/nodepool": pool,
+                "karpenter.sh/capacity-type": "on-demand",
+                "node.kubernetes.io/instance-type": instance_type,
+            },
+        },
+        "spec": {"providerID": f"aws:///{REGION}a/{instance_id}"},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False", "reason": "KubeletReady"}]},
+    }
+
+
+def vllm_pod(name: str = "vllm-6d5f8b7c9-abcde", *, credentials: bool = True) -> dict[str, Any]:
+    env = [{"name": "AWS_REGION", "value": REGION}]
+    if credentials:
+        env += [
+            {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": CREDENTIALS_URI},
+            {
+                "name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+            },
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "inference",
+            "labels": {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/component": "inference-server"},
+        },
+        "spec": {
+            "serviceAccountName": "vllm",
+            "containers": [{"name": "vllm", "image": "vllm/vllm-openai", "env": env}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def pdb(namespace: str, name: str, *, expected: int, healthy: int, desired: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"minAvailable": desired, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}},
+        "status": {
+            "currentHealthy": healthy,
+            "desiredHealthy": desired,
+            "disruptionsAllowed": max(healthy - desired, 0),
+            "expectedPods": expected,
+            "observedGeneration": 1,
+        },
+    }
+
+
+def scaled_object(namespace: str, name: str, *, ready: str = "True", fallback: str = "False") -> dict[str, Any]:
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"scaleTargetRef": {"name": name}},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "ScaledObjectReady", "message": "ready for scaling"},
+                {"type": "Active", "status": "True", "reason": "ScalerActive"},
+                {"type": "Fallback", "status": fallback, "reason": "NoFallbackFound", "message": "trigger failing"},
+            ]
+        },
+    }
+
+
+def service(namespace: str, name: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+    }
+
+
+def gateway_ingress(hostname: str = ALB_HOSTNAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "litellm", "namespace": "gateway"},
+        "spec": {"ingressClassName": "alb-gateway"},
+        "status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}},
+    }
+
+
+def vpc_cni(value: str = "true") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "amazon-vpc-cni", "namespace": "kube-system"},
+        "data": {"enable-network-policy-controller": value},
+    }
+
+
+def prometheus_vector(series: list[dict[str, str]]) -> dict[str, Any]:
+    """Prometheus HTTP API, instant query: {"status": "success", "data": {"resultType": "vector", ...}}."""
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": m, "value": [1767225600.0, "0"]} for m in series]},
+    }
+
+
+# --- the environment ---------------------------------------------------------------------------------------------
+@dataclass
+class World:
+    """A healthy dev environment; tests break one part of it, then `check()` runs verify's checks."""
+
+    tmp: Path
+    node_key: str
+    secrets_key: str
+    other_key: str
+    gpu_instance: str
+    general_instance: str
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    cluster: dict[str, Any] = field(default_factory=dict)
+    associations: list[tuple[str, str]] = field(default_factory=lambda: list(DEV_ASSOCIATIONS))
+    vllm_series: list[dict[str, str]] = field(default_factory=list)
+    dcgm_series: list[dict[str, str]] = field(default_factory=list)
+    readiness: tuple[int, Any] = (200, {"status": "healthy", "db": "connected"})
+    completion: Callable[[StubRequest], tuple[int, Any]] | None = None
+    kube_requests: list[Any] = field(default_factory=list)
+    gateway_requests: list[StubRequest] = field(default_factory=list)
+
+    def replace(self, kind: str, name: str, obj: dict[str, Any]) -> None:
+        self.objects = [o for o in self.objects if not (o["kind"] == kind and o["metadata"]["name"] == name)] + [obj]
+
+    def aws(self, endpoint: str, *, cluster_error: str | None = None) -> AwsClients:
+        eks = boto3.client("eks", region_name=REGION)
+        stubber = Stubber(eks)
+        if cluster_error:
+            stubber.add_client_error("describe_cluster", cluster_error, "No cluster found", 404, {"name": CLUSTER})
+        else:
+            stubber.add_response(
+                "describe_cluster", {"cluster": {**self.cluster, "endpoint": endpoint}}, {"name": CLUSTER}
+            )
+        stubber.add_response(
+            "list_pod_identity_associations",
+            {
+                "associations": [
+                    {
+                        "clusterName": CLUSTER,
+                        "namespace": n,
+                        "serviceAccount": s,
+                        "associationArn": f"arn:aws:eks:{REGION}:123456789012:podidentityassociation/{CLUSTER}/a-{i}",
+                        "associationId": f"a-{i}",
+                    }
+                    for i, (n, s) in enumerate(self.associations)
+                ]
+            },
+            {"clusterName": CLUSTER},
+        )
+        stubber.activate()
+        return AwsClients(
+            region=REGION,
+            eks=eks,
+            ec2=boto3.client("ec2", region_name=REGION),
+            kms=boto3.client("kms", region_name=REGION),
+            secretsmanager=boto3.client("secretsmanager", region_name=REGION),
+            cloudformation=boto3.client("cloudformation", region_name=REGION),
+        )
+
+    def _prometheus(self, request: StubRequest) -> tuple[int, Any]:
+        query = request.query["query"]
+        if "vllm:num_requests_waiting" in query:
+            return 200, prometheus_vector(self.vllm_series)
+        if "DCGM_FI_DEV_GPU_UTIL" in query:
+            return 200, prometheus_vector(self.dcgm_series)
+        return 200, prometheus_vector([])
+
+    def _completion(self, request: StubRequest) -> tuple[int, Any]:
+        if self.completion:
+            return self.completion(request)
+        if request.headers.get("x-litellm-api-key") != f"Bearer sk-{MASTER_KEY}":
+            return 401, {"error": {"message": "Authentication Error", "code": "401"}}
+        body = request.json()
+        return 200, {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        }
+
+    @contextmanager
+    def serving(self) -> Iterator[tuple[FakeKubeApi, StubHttp]]:
+        """The cluster's API server with Prometheus and LiteLLM stubs behind its service proxy: (API, LiteLLM)."""
+        routes_prometheus = {("GET", "/api/v1/query"): self._prometheus}
+        routes_gateway = {
+            ("GET", "/health/readiness"): lambda r: self.readiness,
+            ("POST", "/v1/chat/completions"): self._completion,
+        }
+        with (
+            StubHttp(routes_prometheus) as prometheus,
+            StubHttp(routes_gateway) as gateway,
+            FakeKubeApi(self.objects) as fake,
+        ):
+            fake.serve("keda.sh/v1alpha1", "ScaledObject")
+            fake.proxy_service("observability", "prometheus-server", prometheus.url)
+            fake.proxy_service("gateway", "litellm", gateway.url)
+            yield fake, gateway
+            self.kube_requests = list(fake.requests)
+            self.gateway_requests = list(gateway.requests)
+
+    def check(self, *, direct_gateway: bool = False, **options: Any) -> dict[str, CheckResult]:
+        with self.serving() as (fake, gateway):
+            config = load_platform_config("dev", [], ROOT / "cdk.json")
+            target = open_target(
+                config,
+                self.aws(fake.url),
+                kubeconfig=fake.write_kubeconfig(self.tmp / "kubeconfig"),
+                kube_context=None,
+                prometheus_url=None,
+                gateway_url=gateway.url if direct_gateway else None,
+                timeout=5,
+                **options,
+            )
+            results = run_checks(target)
+        assert [r.name for r in results] == [
+            CLUSTER_CHECK,
+            SECRETS_CHECK,
+            NODES_CHECK,
+            IMDS_CHECK,
+            VOLUMES_CHECK,
+            NETPOL_CHECK,
+            ASSOCIATIONS_CHECK,
+            CREDENTIALS_CHECK,
+            PDB_CHECK,
+            SCALED_CHECK,
+            VLLM_SERIES_CHECK,
+            DCGM_SERIES_CHECK,
+            LITELLM_CHECK,
+            COMPLETION_CHECK,
+        ]
+        return {r.name: r for r in results}
+
+
+def _key(kms: Any, alias: str | None) -> str:
+    key = kms.create_key(Description=alias or "another key")["KeyMetadata"]
+    if alias:
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    arn: str = key["Arn"]
+    return arn
+
+
+def _instance(ec2: Any, *, key: str, metadata: dict[str, Any], instance_type: str) -> str:
+    reservation = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType=instance_type,
+        MetadataOptions=metadata,
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 20, "Encrypted": True, "KmsKeyId": key}}
+        ],
+    )
+    instance_id: str = reservation["Instances"][0]["InstanceId"]
+    return instance_id
+
+
+IMDS_V2_HOP_1 = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
+
+
+@contextmanager
+def fake_aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's account, with credentials that can reach nothing real."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        # moto loads hundreds of public AMIs into every new EC2 backend (a second per test); instances here need none.
+        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    with fake_aws_account(monkeypatch):
+        yield build_world(tmp_path)
+
+
+def build_world(tmp_path: Path) -> World:
+    """The healthy dev environment, inside a `fake_aws_account`."""
+    kms = boto3.client("kms", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    node_key = _key(kms, "alias/genai-dev/node-volumes")
+    secrets_key = _key(kms, "alias/genai-dev/secrets")
+    other_key = _key(kms, None)
+    gpu = _instance(ec2, key=node_key, metadata=IMDS_V2_HOP_1, instance_type="g6.xlarge")
+    # The data volume Auto Mode attaches beside the root volume, on the same key (EKS User Guide, create-node-class).
+    zone = ec2.describe_instances(InstanceIds=[gpu])["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
+    data = ec2.create_volume(AvailabilityZone=zone, Size=200, Encrypted=True, KmsKeyId=node_key)
+    ec2.attach_volume(VolumeId=data["VolumeId"], InstanceId=gpu, Device="/dev/xvdb")
+    # A built-in pool's node: Auto Mode's default NodeClass encrypts with a key that is not the platform's.
+    general = _instance(ec2, key=other_key, metadata=IMDS_V2_HOP_1, instance_type="m6i.large")
+
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="genai-dev/gateway/master-key", SecretString=json.dumps({"key": MASTER_KEY})
+    )
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    # The two outputs the toolkit reads (stacks/data.py, stacks/gateway.py), on stacks moto can create.
+    for stack, output, value in [
+        ("genai-dev-data", "GatewayMasterKeySecret", secret["ARN"]),
+        ("genai-dev-gateway", "GatewayAddressCommand", GATEWAY_ADDRESS_COMMAND),
+    ]:
+        template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {output: {"Value": value}}}
+        cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    world = World(tmp_path, node_key, secrets_key, other_key, gpu, general)
+    world.cluster = {
+        "name": CLUSTER,
+        "arn": f"arn:aws:eks:{REGION}:123456789012:cluster/{CLUSTER}",
+        "version": "1.35",
+        "status": "ACTIVE",
+        "computeConfig": {"enabled": True, "nodePools": ["system", "general-purpose"]},
+        "storageConfig": {"blockStorage": {"enabled": True}},
+        "kubernetesNetworkConfig": {"elasticLoadBalancing": {"enabled": True}, "ipFamily": "ipv4"},
+        "encryptionConfig": [{"resources": ["secrets"], "provider": {"keyArn": secrets_key}}],
+    }
+    world.objects = [
+        node("i-gpu-node", "gpu", gpu),
+        node("i-general-node", "general-purpose", general, instance_type="m6i.large"),
+        vllm_pod(),
+        vpc_cni(),
+        pdb("inference", "vllm", expected=1, healthy=1, desired=1),
+        pdb("gateway", "litellm", expected=2, healthy=2, desired=1),
+        scaled_object("inference", "vllm"),
+        scaled_object("gateway", "litellm"),
+        service("observability", "prometheus-server", 80),
+        service("gateway", "litellm", 80),
+        gateway_ingress(),
+    ]
+    world.vllm_series = [{"__name__": "vllm:num_requests_waiting", "job": "vllm", "pod": "vllm-6d5f8b7c9-abcde"}]
+    world.dcgm_series = [{"__name__": "DCGM_FI_DEV_GPU_UTIL", "job": "dcgm-exporter", "Hostname": "i-gpu-node"}]
+    return world
+
+
+# --- the healthy environment -------------------------------------------------------------------------------------
+def test_every_check_passes_on_a_healthy_environment_and_nothing_is_written(world: World) -> None:
+    results = world.check()
+    assert {name: r.status for name, r in results.items()} == dict.fromkeys(results, "pass"), results
+    assert "computeConfig.enabled True" in results[CLUSTER_CHECK].evidence
+    assert world.secrets_key in results[SECRETS_CHECK].evidence
+    assert "gpu: 1 of 1 Ready (g6.xlarge on-demand)" in results[NODES_CHECK].evidence
+    assert f"2 instances with HttpTokens required and hop limit 1: {world.gpu_instance}" in results[IMDS_CHECK].evidence
+    volumes = results[VOLUMES_CHECK].evidence
+    assert (
+        f"2 volumes of 1 instances (pools gpu) encrypted with alias/genai-dev/node-volumes ({world.node_key})"
+        in volumes
+    )
+    assert "general-purpose not covered" in volumes
+    assert "'true'" in results[NETPOL_CHECK].evidence
+    assert "5 of 5" in results[ASSOCIATIONS_CHECK].evidence
+    assert CREDENTIALS_URI in results[CREDENTIALS_CHECK].evidence
+    assert "inference/vllm: 1 of 1 healthy (needs 1), 0 disruptions allowed" in results[PDB_CHECK].evidence
+    assert "gateway/litellm: Ready True" in results[SCALED_CHECK].evidence
+    assert "vllm-6d5f8b7c9-abcde" in results[VLLM_SERIES_CHECK].evidence
+    assert "service proxy observability/prometheus-server:80" in results[VLLM_SERIES_CHECK].evidence
+    assert "i-gpu-node" in results[DCGM_SERIES_CHECK].evidence
+    assert "llama-3.1-8b-instruct answered 'Hello!'" in results[COMPLETION_CHECK].evidence
+    assert [r for r in world.kube_requests if r.method != "GET" and "/proxy/" not in r.path] == []
+
+
+def test_the_key_reaches_litellm_in_its_own_header_through_the_service_proxy(world: World) -> None:
+    """The API server drops `Authorization` after authenticating (the fake does the same), so the key travels in
+    `x-litellm-api-key`; the cluster token never reaches the gateway."""
+    world.check()
+    (posted,) = [r for r in world.gateway_requests if r.method == "POST"]
+    assert posted.path == "/v1/chat/completions"
+    assert posted.headers["x-litellm-api-key"] == f"Bearer sk-{MASTER_KEY}"
+    assert "authorization" not in posted.headers
+    assert posted.json()["model"] == "llama-3.1-8b-instruct"  # cdk.json dev: inference.vllm.served_model_name
+
+
+def test_a_gateway_url_is_used_directly(world: World) -> None:
+    results = world.check(direct_gateway=True)
+    assert results[COMPLETION_CHECK].status == "pass"
+    assert "via http://127.0.0.1:" in results[COMPLETION_CHECK].evidence
+    assert not [r for r in world.kube_requests if "/services/litellm" in r.path]
+
+
+# --- one broken thing at a time ----------------------------------------------------------------------------------
+def test_a_cluster_without_auto_mode_or_not_active_fails(world: World) -> None:
+    world.cluster["computeConfig"] = {"enabled": False}
+    result = world.check()[CLUSTER_CHECK]
+    assert result.status == "fail"
+    assert "computeConfig.enabled False" in result.evidence
+    world.cluster["computeConfig"] = {"enabled": True}
+    world.cluster["status"] = "UPDATING"
+    result = world.check()[CLUSTER_CHECK]
+    assert (result.status, "status UPDATING" in result.evidence) == ("fail", True)
+
+
+def test_secrets_encrypted_with_another_key_fail(world: World) -> None:
+    world.cluster["encryptionConfig"] = [{"resources": ["secrets"], "provider": {"keyArn": world.other_key}}]
+    result = world.check()[SECRETS_CHECK]
+    assert result.status == "fail"
+    assert world.other_key in result.evidence
+    assert world.secrets_key in result.evidence
+    world.cluster["encryptionConfig"] = []
+    assert "no entry for secrets" in world.check()[SECRETS_CHECK].evidence
+
+
+def test_no_ready_gpu_node_fails(world: World) -> None:
+    world.replace("Node", "i-gpu-node", node("i-gpu-node", "gpu", world.gpu_instance, ready=False))
+    result = world.check()[NODES_CHECK]
+    assert result.status == "fail"
+    assert "no Ready node in the gpu pool" in result.evidence
+    assert "not Ready: i-gpu-node" in result.evidence
+
+
+def test_an_instance_with_imdsv1_or_two_hops_fails(world: World) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    loose = _instance(
+        ec2,
+        key=world.node_key,
+        metadata={"HttpTokens": "optional", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+        instance_type="g6.xlarge",
+    )
+    # IMDSv2 but two hops: a container could reach the node's role credentials (FACTS.md: Auto Mode holds it at 1).
+    two_hops = _instance(
+        ec2,
+        key=world.node_key,
+        metadata={"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+        instance_type="g6.xlarge",
+    )
+    world.objects += [node("i-loose-node", "gpu", loose), node("i-two-hops", "gpu", two_hops)]
+    result = world.check()[IMDS_CHECK]
+    assert result.status == "fail"
+    assert f"{loose} (i-loose-node, pool gpu): HttpTokens optional, hop limit 2" in result.evidence
+    assert f"{two_hops} (i-two-hops, pool gpu): HttpTokens required, hop limit 2" in result.evidence
+    assert world.gpu_instance not in result.evidence
+
+
+def test_a_node_volume_on_another_key_fails(world: World) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    zone = ec2.describe_instances(InstanceIds=[world.gpu_instance])["Reservations"][0]["Instances"][0]["Placement"]
+    stray = ec2.create_volume(
+        AvailabilityZone=zone["AvailabilityZone"], Size=50, Encrypted=True, KmsKeyId=world.other_key
+    )
+    ec2.attach_volume(VolumeId=stray["VolumeId"], InstanceId=world.gpu_instance, Device="/dev/xvdc")
+    result = world.check()[VOLUMES_CHECK]
+    assert result.status == "fail"
+    assert (
+        f"{stray['VolumeId']} on {world.gpu_instance} (pool gpu) is encrypted with {world.other_key}" in result.evidence
+    )
+    assert f"expected alias/genai-dev/node-volumes = {world.node_key}" in result.evidence
+
+
+def test_network_policy_switch_off_or_missing_fails(world: World) -> None:
+    world.replace("ConfigMap", "amazon-vpc-cni", vpc_cni("false"))
+    result = world.check()[NETPOL_CHECK]
+    assert (result.status, "enable-network-policy-controller: 'false'" in result.evidence) == ("fail", True)
+    world.objects = [o for o in world.objects if o["kind"] != "ConfigMap"]
+    result = world.check()[NETPOL_CHECK]
+    assert (result.status, "is missing" in result.evidence) == ("fail", True)
+
+
+def test_a_missing_pod_identity_association_fails(world: World) -> None:
+    world.associations = [a for a in DEV_ASSOCIATIONS if a != ("gateway", "litellm")]
+    result = world.check()[ASSOCIATIONS_CHECK]
+    assert result.status == "fail"
+    assert result.evidence.startswith("missing: gateway/litellm;")
+
+
+def test_a_vllm_pod_without_pod_identity_credentials_fails(world: World) -> None:
+    world.replace("Pod", "vllm-6d5f8b7c9-abcde", vllm_pod(credentials=False))
+    result = world.check()[CREDENTIALS_CHECK]
+    assert result.status == "fail"
+    assert "no AWS_CONTAINER_CREDENTIALS_FULL_URI in vllm-6d5f8b7c9-abcde" in result.evidence
+
+
+def test_an_unsatisfied_or_empty_pdb_fails(world: World) -> None:
+    world.replace("PodDisruptionBudget", "litellm", pdb("gateway", "litellm", expected=2, healthy=0, desired=1))
+    result = world.check()[PDB_CHECK]
+    assert result.status == "fail"
+    assert "gateway/litellm: 0 of 2 healthy (needs 1), 0 disruptions allowed: not satisfied" in result.evidence
+    world.replace("PodDisruptionBudget", "litellm", pdb("gateway", "litellm", expected=0, healthy=0, desired=0))
+    assert "selects no pod" in world.check()[PDB_CHECK].evidence
+    world.objects = [o for o in world.objects if o["kind"] != "PodDisruptionBudget" or o["metadata"]["name"] != "vllm"]
+    assert "inference/vllm missing" in world.check()[PDB_CHECK].evidence
+
+
+def test_a_scaled_object_not_ready_or_in_fallback_fails(world: World) -> None:
+    world.replace("ScaledObject", "vllm", scaled_object("inference", "vllm", ready="False"))
+    result = world.check()[SCALED_CHECK]
+    assert (result.status, "inference/vllm: Ready False" in result.evidence) == ("fail", True)
+    world.replace("ScaledObject", "vllm", scaled_object("inference", "vllm", fallback="True"))
+    result = world.check()[SCALED_CHECK]
+    assert (result.status, "Fallback True: a trigger's query fails" in result.evidence) == ("fail", True)
+
+
+def test_no_series_in_prometheus_fails(world: World) -> None:
+    world.dcgm_series = []
+    results = world.check()
+    assert results[VLLM_SERIES_CHECK].status == "pass"
+    assert results[DCGM_SERIES_CHECK].status == "fail"
+    assert 'no DCGM_FI_DEV_GPU_UTIL{job="dcgm-exporter"} series' in results[DCGM_SERIES_CHECK].evidence
+
+
+def test_prometheus_without_a_ready_endpoint_fails_with_the_api_servers_answer(world: World) -> None:
+    world.objects = [o for o in world.objects if o["metadata"]["name"] != "prometheus-server"]
+    result = world.check()[VLLM_SERIES_CHECK]
+    assert result.status == "fail"
+    assert "HTTP 404" in result.evidence
+    assert 'services \\"prometheus-server\\" not found' in result.evidence
+
+
+def test_litellm_not_ready_fails(world: World) -> None:
+    world.readiness = (503, {"status": "healthy", "db": "disconnected"})
+    result = world.check()[LITELLM_CHECK]
+    assert result.status == "fail"
+    assert 'HTTP 503 {"status": "healthy", "db": "disconnected"}' in result.evidence
+
+
+def test_a_refused_completion_fails_without_showing_the_key(world: World) -> None:
+    # A server that echoes the key it got: the evidence must still not show it.
+    world.completion = lambda request: (401, {"error": {"message": f"bad key {request.headers['x-litellm-api-key']}"}})
+    result = world.check()[COMPLETION_CHECK]
+    assert result.status == "fail"
+    assert "HTTP 401" in result.evidence
+    assert MASTER_KEY not in result.evidence
+    assert "sk-***" in result.evidence
+
+
+def test_no_completion_skips_the_only_request_that_is_not_a_read(world: World) -> None:
+    results = world.check(completion=False)
+    assert results[COMPLETION_CHECK].status == "skip"
+    assert not [r for r in world.gateway_requests if r.method == "POST"]
+
+
+# --- the command: output, exit codes, bad input ------------------------------------------------------------------
+def _verify(kubeconfig: Path, *args: str) -> int:
+    """`genai-ops verify` in this process (so the Stubber-backed clients can be handed to it), through the CLI's
+    `run`, which turns failures into one line and an exit code."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command()(verify)
+    base = ["--cdk-json", str(ROOT / "cdk.json"), "--kubeconfig", str(kubeconfig)]
+    return run(lambda: app([*base, *args], standalone_mode=True))
+
+
+def _hand_clients(world: World, monkeypatch: pytest.MonkeyPatch, endpoint: str, **options: Any) -> None:
+    monkeypatch.setattr("ops.verify.make_aws_clients", lambda region: world.aws(endpoint, **options))
+
+
+def test_json_output_and_exit_code_follow_the_checks(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with StubHttp({("GET", "/api/v1/query"): world._prometheus}) as prometheus, FakeKubeApi(world.objects) as fake:
+        fake.serve("keda.sh/v1alpha1", "ScaledObject")
+        fake.proxy_service("gateway", "litellm", prometheus.url)  # a backend with no readiness route: LiteLLM fails
+        _hand_clients(world, monkeypatch, fake.url)
+        code = _verify(
+            fake.write_kubeconfig(world.tmp / "kubeconfig"),
+            "--json",
+            "--prometheus-url",
+            prometheus.url,
+            "--no-completion",
+        )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert (report["command"], report["cluster"], report["ok"]) == ("verify", CLUSTER, False)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses[LITELLM_CHECK] == "fail"
+    assert statuses[VLLM_SERIES_CHECK] == "pass"
+    assert statuses[COMPLETION_CHECK] == "skip"
+
+
+def test_the_table_names_every_check_and_a_clean_run_exits_zero(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        StubHttp({("GET", "/api/v1/query"): world._prometheus}) as prometheus,
+        StubHttp({("GET", "/health/readiness"): lambda r: world.readiness}) as gateway,
+        FakeKubeApi(world.objects) as fake,
+    ):
+        fake.serve("keda.sh/v1alpha1", "ScaledObject")
+        _hand_clients(world, monkeypatch, fake.url)
+        kubeconfig = fake.write_kubeconfig(world.tmp / "kubeconfig")
+        code = _verify(kubeconfig, "--prometheus-url", prometheus.url, "--gateway-url", gateway.url, "--no-completion")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "genai-ops verify: genai-dev in us-west-2" in out
+    assert "13 passed, 1 skipped" in out
+
+
+def test_a_wrong_cluster_name_is_one_message(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeKubeApi() as fake:
+        _hand_clients(world, monkeypatch, fake.url, cluster_error="ResourceNotFoundException")
+        code = _verify(fake.write_kubeconfig(world.tmp / "kubeconfig"))
+        assert fake.requests == []
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert err.startswith("error: --env dev: there is no EKS cluster named 'genai-dev' in us-west-2")
+    assert "Traceback" not in err
+
+
+def test_an_unreachable_cluster_is_one_message(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeKubeApi() as fake:
+        kubeconfig = fake.write_kubeconfig(world.tmp / "kubeconfig")
+        url = fake.url
+    # The server has stopped: its port refuses connections.
+    _hand_clients(world, monkeypatch, url)
+    code = _verify(kubeconfig)
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps stderr at the terminal width
+    assert code == 1
+    assert err == (
+        f"error: cannot reach the Kubernetes API at {url} (kubeconfig context 'fake'): Failed to establish a new "
+        "connection: [Errno 111] Connection refused; a private endpoint is reachable only from inside the VPC"
+    )
+
+
+def test_a_kubeconfig_on_another_cluster_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hand_clients(world, monkeypatch, "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com")
+    with FakeKubeApi() as fake:
+        code = _verify(fake.write_kubeconfig(world.tmp / "kubeconfig", context="other-cluster"))
+        assert fake.requests == []  # nothing was asked of the wrong cluster
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "the kubeconfig context 'other-cluster' points at http://127.0.0.1:" in err
+    assert "aws eks update-kubeconfig --name genai-dev --region us-west-2" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "staging"], "error: --env 'staging' is not an environment in"),
+        (["-c", "vpc.max_azs=7"], "vpc.max_azs"),
+        (["-c", "novalue"], "error: -c 'novalue': expected KEY=VALUE"),
+        (["--gateway-url", "localhost:4000"], "error: --gateway-url 'localhost:4000' is not an http(s) URL"),
+    ],
+)
+def test_bad_input_is_one_message_and_exit_2(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "verify", "--cdk-json", str(ROOT / "cdk.json"), "--region", REGION, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+# --- the names the toolkit reads are the ones the platform sets --------------------------------------------------
+def test_the_names_the_toolkit_reads_are_the_ones_the_platform_sets(dev: Synthesized) -> None:
+    from cdk_constructs.helm import Prometheus
+    from k8s.cluster_features import NETWORK_POLICY_SWITCH, VPC_CNI_CONFIG_MAP
+    from k8s.gateway import NAME as GATEWAY_NAME
+    from k8s.inference import VLLM_NAME
+    from k8s.metrics import DCGM_JOB, NODE_POOL_LABEL, VLLM_JOB
+    from ops import target
+
+    assert target.VLLM == VLLM_NAME
+    assert target.LITELLM == GATEWAY_NAME
+    assert f"{Prometheus.RELEASE}-server" == target.PROMETHEUS_SERVICE
+    assert target.PROMETHEUS_SERVICE_PORT == Prometheus.SERVICE_PORT
+    assert (target.VPC_CNI_CONFIG_MAP, target.NETWORK_POLICY_SWITCH) == (VPC_CNI_CONFIG_MAP, NETWORK_POLICY_SWITCH)
+    assert (target.VLLM_JOB, target.DCGM_JOB, target.NODE_POOL_LABEL) == (VLLM_JOB, DCGM_JOB, NODE_POOL_LABEL)
+    # The synthesized objects themselves: Service ports, the vLLM pods' labels and container, the pools.
+    litellm_service = dev.one("Service", "litellm")
+    assert litellm_service["spec"]["ports"][0]["port"] == target.LITELLM_SERVICE_PORT
+    deployment = dev.one("Deployment", "vllm")["spec"]
+    match_labels = deployment["selector"]["matchLabels"]
+    assert set(target.VLLM_POD_SELECTOR.split(",")) == {f"{k}={v}" for k, v in match_labels.items()}
+    vllm = deployment["template"]
+    assert [c["name"] for c in vllm["spec"]["containers"]] == [target.VLLM_CONTAINER]
+    assert sorted(p["metadata"]["name"] for p in dev.find("NodePool")) == sorted(target.PLATFORM_POOLS)
+    foundation = dev.stack_json("foundation")
+    aliases = {r["Properties"]["AliasName"] for r in resources_of(foundation, "AWS::KMS::Alias").values()}
+    assert {"alias/genai-dev/secrets", "alias/genai-dev/node-volumes"} <= aliases
+    outputs = set(dev.stack_json("data")["Outputs"]) | set(dev.stack_json("gateway")["Outputs"])
+    assert {target.MASTER_KEY_OUTPUT, target.GATEWAY_ADDRESS_OUTPUT} <= outputs
+
+
+def _associations_in(synth: Synthesized) -> list[tuple[str, str]]:
+    found = []
+    for path in synth.template_files():
+        template = json.loads(path.read_text())
+        for resource in resources_of(template, "AWS::EKS::PodIdentityAssociation").values():
+            found.append((resource["Properties"]["Namespace"], resource["Properties"]["ServiceAccount"]))
+        for addon in resources_of(template, "AWS::EKS::Addon").values():
+            for association in addon["Properties"].get("PodIdentityAssociations", []):
+                # The amazon-cloudwatch-observability add-on installs into its own namespace.
+                assert addon["Properties"]["AddonName"] == "amazon-cloudwatch-observability"
+                found.append(("amazon-cloudwatch", association["ServiceAccount"]))
+    return sorted(found)
+
+
+def test_expected_associations_are_the_ones_the_templates_create(dev: Synthesized, prod: Synthesized) -> None:
+    assert _associations_in(dev) == sorted(DEV_ASSOCIATIONS)
+    assert expected_pod_identities(dev.config) == sorted(DEV_ASSOCIATIONS)
+    # prod adds Prometheus' remote write to Amazon Managed Service for Prometheus.
+    assert _associations_in(prod) == sorted([*DEV_ASSOCIATIONS, ("observability", "prometheus-server")])
+    assert expected_pod_identities(prod.config) == _associations_in(prod)
