@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from ops.cli import app, run
@@ -479,6 +480,43 @@ def test_a_model_the_endpoint_does_not_serve_is_refused(capsys: pytest.CaptureFi
     assert f"--model other is not served at {stub.base_url}; it serves: stub-model" in " ".join(
         capsys.readouterr().err.split()
     )
+
+
+class RefusingStub(OpenAIStub):
+    """Answers GET /v1/models as LiteLLM without a database answers a key it cannot check (FACTS.md)."""
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "No connected db."}}, status=400)
+
+
+def test_an_endpoint_that_refuses_the_model_list_is_one_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with RefusingStub() as stub:
+        code = run(
+            lambda: app(["loadtest", "--url", stub.base_url, "--model", MODEL, "--rate", "1"], standalone_mode=True)
+        )
+        sent = stub.requests
+    assert code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{stub.base_url} answered GET /models with HTTP 400:" in err
+    assert "No connected db." in err
+    assert sent == 0
+
+
+def test_an_out_directory_that_cannot_be_made_is_refused_before_the_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with OpenAIStub() as stub:
+        args = ["loadtest", "--url", stub.base_url, "--model", MODEL, "--rate", "5", "--out", str(blocker / "results")]
+        code = run(lambda: app(args, standalone_mode=True))
+        sent = stub.requests
+    assert code == 2
+    assert f"--out {blocker / 'results'} cannot be created" in " ".join(capsys.readouterr().err.split())
+    assert sent == 0
+    args = ["loadtest", "--url", URL, "--model", MODEL, "--rate", "5", "--out", str(blocker)]
+    assert run(lambda: app(args, standalone_mode=True)) == 2
+    assert f"--out {blocker} is a file" in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.mark.parametrize(

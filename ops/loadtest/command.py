@@ -80,7 +80,7 @@ async def preflight(settings: Settings, headers: dict[str, str]) -> None:
             session.get(settings.models_url, headers=headers) as response,
         ):
             status = response.status
-            body = await response.json(content_type=None) if status == 200 else None
+            body = await response.json(content_type=None) if status == 200 else await response.text()
     except aiohttp.ClientConnectorError as error:
         raise OpsError(
             f"cannot reach {settings.base_url} ({connect_failure(error)}): check --url and that the gateway is "
@@ -97,6 +97,9 @@ async def preflight(settings: Settings, headers: dict[str, str]) -> None:
             f"{settings.base_url} refused the API key (HTTP {status}): pass the gateway key with --api-key or "
             "GENAI_OPS_API_KEY"
         )
+    if status >= 400 and status != 404:  # 404: a server without /models; the run finds out what else it lacks
+        excerpt = " ".join(str(body).split())[:200]
+        raise OpsError(f"{settings.base_url} answered GET /models with HTTP {status}: {excerpt}")
     served = [m.get("id") for m in body.get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
     if served and settings.model not in served:
         raise BadInputError(
@@ -201,7 +204,8 @@ def loadtest(
         Arrivals, typer.Option(help="Open loop: evenly spaced or Poisson arrivals.")
     ] = Arrivals.POISSON,
     base_rate: Annotated[
-        float | None, typer.Option(help="ramp/step: the starting rate; spike: the rate around the spike (default 0).")
+        float | None,
+        typer.Option(help="ramp: the starting rate; step: the rate the steps climb from; spike: the rate around it."),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="step: equal plateaus from --base-rate up to --rate (default 4).")
@@ -292,10 +296,6 @@ def loadtest(
     observers: list[RunObserver] = [ProgressBar(stderr)]
     result = asyncio.run(_run(settings, endpoint, headers, prompt_source, config, observers))
 
-    try:
-        settings.out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OpsError(f"--out {settings.out_dir} cannot be created: {error.strerror}") from None
     from ops.loadtest.plots import plot_run  # matplotlib loads in about a second: only when a run needs it
 
     result.files["plot"] = PLOT_FILE
@@ -329,6 +329,12 @@ async def _run(
     observers: list[RunObserver],
 ) -> RunResult:
     await preflight(settings, headers)
+    try:  # before any load is sent (and where observers may write their own files)
+        settings.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInputError(
+            f"--out {settings.out_dir} cannot be created ({error.strerror}): give a writable directory"
+        ) from None
     plan: OpenLoop | ClosedLoop
     if settings.shape is not None:
         plan = OpenLoop(
