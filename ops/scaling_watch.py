@@ -139,8 +139,8 @@ class ScalingWatcher:
         deployment = self._apps.read_namespaced_deployment(self._deployment, self._namespace)
         gateway_replicas = None
         if self._gateway:
-            gateway = self._apps.read_namespaced_deployment(self._gateway[1], self._gateway[0])
-            gateway_replicas = gateway.status.ready_replicas or 0
+            gateway = _absent_as_none(lambda: self._apps.read_namespaced_deployment(self._gateway[1], self._gateway[0]))
+            gateway_replicas = None if gateway is None else gateway.status.ready_replicas or 0
         desired = current = None
         if self.hpa_name:
             hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(self.hpa_name, self._namespace)
@@ -181,6 +181,18 @@ class ScalingWatcher:
 
     def timeline(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.samples]
+
+
+def _absent_as_none(read: Any) -> Any:
+    """The object, or None when the API answers 404 (the gateway is optional)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return read()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _pool_and_capacity(labels: dict[str, str]) -> str:
@@ -313,3 +325,55 @@ def plot_scaling(samples: list[Sample], load: list[LoadPoint], times: ScalingTim
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def prometheus_via(endpoint: Any) -> PrometheusQuery:
+    """An instant query through an `ops.live` endpoint (the API server's service proxy to the in-cluster Prometheus,
+    or a URL), as (labels, value) pairs."""
+
+    def query(expr: str) -> list[tuple[dict[str, str], float]]:
+        reply = endpoint.request("GET", "/api/v1/query", query={"query": expr})
+        if reply.status != 200:
+            raise OpsError(
+                f"Prometheus ({endpoint.description}) answered HTTP {reply.status} to {expr!r}: {reply.text()}"
+            )
+        body = reply.json()
+        return [(sample["metric"], float(sample["value"][1])) for sample in body["data"]["result"]]
+
+    return query
+
+
+def cluster_watcher(
+    *,
+    kubeconfig: Any | None,
+    context: str | None,
+    prometheus_url: str | None,
+    timeout: float = 10.0,
+) -> ScalingWatcher:
+    """A watcher of the platform's vLLM Deployment, its ScaledObject and the gateway, on the kubeconfig's cluster;
+    Prometheus through the API server's service proxy unless `prometheus_url` is given."""
+    from kubernetes import client
+
+    from ops import target
+    from ops.live import UrlEndpoint, connect
+    from platform_config import namespaces
+
+    kube = connect(kubeconfig, context, timeout=timeout)
+    kube.probe()
+    endpoint = (
+        UrlEndpoint(prometheus_url, timeout=timeout, option="--prometheus-url")
+        if prometheus_url
+        else kube.service(namespaces.OBSERVABILITY, target.PROMETHEUS_SERVICE, target.PROMETHEUS_SERVICE_PORT)
+    )
+    return ScalingWatcher(
+        apps=client.AppsV1Api(kube.api_client),
+        core=kube.core,
+        autoscaling=client.AutoscalingV2Api(kube.api_client),
+        custom=kube.custom,
+        prometheus=prometheus_via(endpoint),
+        namespace=namespaces.INFERENCE,
+        deployment=target.VLLM,
+        scaled_object=target.VLLM,
+        gateway_namespace=namespaces.GATEWAY,
+        gateway_deployment=target.LITELLM,
+    )

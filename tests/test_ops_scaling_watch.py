@@ -3,6 +3,11 @@ Ready -> first token on that pod, measured from samples (ops/scaling_watch.py)."
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,10 @@ from ops.scaling_watch import (
     scaling_times,
 )
 from tests.fake_kube_api import FakeKubeApi
+from tests.openai_stub import OpenAIStub
 from tests.stub_http import StubHttp, StubRequest
 
+SCRIPT = Path(sys.executable).parent / "genai-ops"
 QUEUE = Trigger("queue", 'sum(vllm:num_requests_waiting{namespace="inference"}) / count(up{job="vllm"})', 5.0)
 
 
@@ -231,3 +238,72 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
     path = tmp_path / "scaling.png"
     plot_scaling(samples, load, scaling_times(samples, [QUEUE]), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loadtest_watch_scaling_records_the_chain_through_the_service_proxy(tmp_path: Path) -> None:
+    """The console script with --watch-scaling: the fake cluster scales while the stub serves the load; Prometheus
+    is reached through the API server's service proxy (observability/prometheus-server:80), as by default."""
+    state: dict[str, Any] = {"queue": 12.0, "first_tokens": {"vllm-a": 10.0}}
+
+    def query(request: StubRequest) -> tuple[int, Any]:
+        expr = request.query["query"]
+        if expr == QUERY:
+            result = [{"metric": {}, "value": [0, str(state["queue"])]}]
+        else:
+            result = [{"metric": {"pod": p}, "value": [0, str(v)]} for p, v in state["first_tokens"].items()]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    prometheus_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "prometheus-server", "namespace": "observability"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9090}]},
+    }
+    objects = [SCALED_OBJECT, _deployment(1, 1), _pod("vllm-a", True), _hpa(1, 1), _node("n1", "gpu", "spot")]
+    out = tmp_path / "results"
+    with (
+        FakeKubeApi([*objects, prometheus_service]) as fake,
+        StubHttp({("GET", "/api/v1/query"): query}) as prometheus,
+        OpenAIStub(ttft_s=0.01, itl_s=0.002) as stub,
+    ):
+        fake.proxy_service("observability", "prometheus-server", prometheus.url)
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+
+        def scale_up() -> None:
+            time.sleep(1.2)
+            fake.add(_hpa(2, 1), _deployment(2, 1), _pod("vllm-b", False))
+            time.sleep(1.2)
+            fake.add(_pod("vllm-b", True), _deployment(2, 2))
+            time.sleep(1.2)
+            state["first_tokens"] = {"vllm-a": 30.0, "vllm-b": 1.0}
+
+        scaler = threading.Thread(target=scale_up)
+        scaler.start()
+        args = ["loadtest", "--url", stub.base_url, "--model", "stub-model", "--rate", "20", "--duration", "5"]
+        args += ["--output-tokens", "2", "--out", str(out), "--watch-scaling", "--kubeconfig", str(kubeconfig)]
+        args += ["--watch-interval", "1"]
+        result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False)
+        scaler.join()
+        assert fake.writes() == []
+    assert result.returncode == 0, result.stderr
+    assert "scaling: after the breach, HPA desired up +" in result.stdout
+    document = json.loads((out / "results.json").read_text())
+    scaling = document["extras"]["scaling"]
+    assert scaling["hpa"] == "keda-hpa-vllm"
+    assert scaling["triggers"] == [{"name": "queue", "query": QUERY, "threshold": 5.0}]
+    times = scaling["times"]
+    assert times["new_pod"] == "vllm-b"
+    # Sampled every second: each step lands within a couple of samples of when the fake cluster took it.
+    assert 0.5 <= times["desired_after_s"] <= 3.5
+    assert times["desired_after_s"] <= times["ready_after_s"] <= times["first_token_after_s"] <= 6.5
+    assert len(scaling["timeline"]) >= 5
+    assert {"requests_per_s", "ttft_p50_ms", "wall_time"} <= set(scaling["load"][0])
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert document["files"]["scaling_plot"].endswith("scaling.png")
+
+
+def test_watch_options_without_watch_scaling_are_refused() -> None:
+    args = ["loadtest", "--url", "http://127.0.0.1:9/v1", "--model", "m", "--rate", "1", "--prometheus-url", "x"]
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "apply to --watch-scaling only" in result.stderr

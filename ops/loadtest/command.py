@@ -23,6 +23,9 @@ from ops.loadtest.prompts import Prompt, cycled, read_prompt_file, synthetic_pro
 from ops.loadtest.results import RunResult, Slo, write_results
 from ops.loadtest.runner import ClosedLoop, OpenLoop, RunInfo, RunObserver, Snapshot, run_load
 from ops.loadtest.schedule import Arrivals, Shape, arrival_times
+from ops.scaling_watch import ScalingObserver, cluster_watcher
+
+SCALING_PLOT = "scaling.png"
 
 PREFLIGHT_TIMEOUT_S = 10.0
 PLOT_FILE = "loadtest.png"
@@ -185,6 +188,20 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
         lines.append("errors: " + ", ".join(f"{kind} x{count}" for kind, count in s["errors"].items()))
     if document["stopped_early"]:
         lines.append("stopped early (SIGINT): the requests in flight were cancelled and count as failed")
+    scaling = document.get("extras", {}).get("scaling")
+    if scaling:
+        times = scaling["times"]
+
+        def after(key: str) -> str:
+            return "not seen" if times[key] is None else f"+{times[key]:.0f} s"
+
+        if times["breach_at"] is None:
+            lines.append("scaling: no trigger went above its threshold")
+        else:
+            lines.append(
+                f"scaling: after the breach, HPA desired up {after('desired_after_s')}, new pod Ready "
+                f"{after('ready_after_s')}, its first token {after('first_token_after_s')}"
+            )
     return lines
 
 
@@ -245,6 +262,22 @@ def loadtest(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print results.json to stdout instead of a table.")
     ] = False,
+    watch_scaling: Annotated[
+        bool,
+        typer.Option(
+            help="Sample vLLM/LiteLLM replicas, the ScaledObject's HPA, nodes by pool and capacity type and vLLM's "
+            "signals while the load runs; adds the timeline, breach->first-token times and scaling.png."
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="--watch-scaling: kubeconfig (default $KUBECONFIG or ~/.kube/config).")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="--watch-scaling: kubeconfig context (default current).")] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="--watch-scaling: Prometheus base URL (default: the API server's service proxy)."),
+    ] = None,
+    watch_interval: Annotated[float, typer.Option(help="--watch-scaling: seconds between samples.")] = 5.0,
 ) -> None:
     """Load-test an OpenAI-compatible endpoint with streamed chat completions.
 
@@ -278,6 +311,16 @@ def loadtest(
         out=out,
     )
     prompt_source = _prompts(settings)  # a bad prompt file is refused before anything is sent
+    if not watch_scaling and (kubeconfig or context or prometheus_url):
+        raise BadInputError("--kubeconfig, --context and --prometheus-url apply to --watch-scaling only: add it")
+    if watch_scaling and not 1.0 <= watch_interval <= 60.0:
+        raise BadInputError(f"--watch-interval {watch_interval} is not allowed: give 1 to 60 seconds")
+    # The cluster is checked before any load is sent: a wrong kubeconfig fails at once.
+    watcher = (
+        cluster_watcher(kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url)
+        if watch_scaling
+        else None
+    )
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -294,6 +337,8 @@ def loadtest(
     config = run_config(settings, api_key_set=bool(api_key), ignore_eos=ignore_eos, tag_metadata=metadata)
     stderr = Console(stderr=True, highlight=False)
     observers: list[RunObserver] = [ProgressBar(stderr)]
+    if watcher is not None:
+        observers.append(ScalingObserver(watcher, interval_s=watch_interval, plot_path=settings.out_dir / SCALING_PLOT))
     result = asyncio.run(_run(settings, endpoint, headers, prompt_source, config, observers))
 
     from ops.loadtest.plots import plot_run  # matplotlib loads in about a second: only when a run needs it
