@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ops.errors import OpsError
@@ -279,7 +280,7 @@ class ScalingObserver:
         }
         if self._plot_path is not None:
             plot_scaling(self._watcher.samples, self._load, times, self._plot_path)
-            result.files["scaling_plot"] = str(self._plot_path)
+            result.files["scaling_plot"] = Path(self._plot_path).name
 
 
 def plot_scaling(samples: list[Sample], load: list[LoadPoint], times: ScalingTimes, path: Any) -> None:
