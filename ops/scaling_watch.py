@@ -32,6 +32,10 @@ from ops.errors import OpsError
 NODE_POOL_LABEL = "karpenter.sh/nodepool"
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 KEDA_GROUP, KEDA_VERSION = "keda.sh", "v1alpha1"
+# Consecutive failed samples after which --watch-scaling gives up (and the load test with it).
+MAX_FAILED_SAMPLES = 5
+# Seconds a Kubernetes read may take before the sample fails (the default would wait for ever).
+KUBE_TIMEOUT_S = 10.0
 FIRST_TOKENS = "vllm:time_to_first_token_seconds_count"
 
 
@@ -61,6 +65,16 @@ class Trigger:
     name: str
     query: str
     threshold: float
+    # KEDA's trigger `metricType`: AverageValue (its default) is compared per replica, Value as it is.
+    metric_type: str = "AverageValue"
+
+    def breached(self, value: float, replicas: int) -> bool:
+        """Whether the HPA would see this value above the threshold: an AverageValue metric is divided by the
+        current replicas (Kubernetes HPA algorithm; KEDA ScaledObject spec, triggers `metricType`)."""
+        if math.isnan(value):
+            return False
+        per = value / max(replicas, 1) if self.metric_type == "AverageValue" else value
+        return per > self.threshold
 
 
 @dataclass
@@ -75,6 +89,7 @@ class Sample:
     trigger_values: dict[str, float]
     ready_pods: list[str]
     first_tokens_by_pod: dict[str, float]
+    error: str | None = None  # a sample that could not be read: why (the run goes on)
 
 
 @dataclass
@@ -117,43 +132,54 @@ class ScalingWatcher:
 
     def _read_scaled_object(self) -> tuple[list[Trigger], str | None]:
         obj = self._custom.get_namespaced_custom_object(
-            KEDA_GROUP, KEDA_VERSION, self._namespace, "scaledobjects", self._scaled_object
+            KEDA_GROUP,
+            KEDA_VERSION,
+            self._namespace,
+            "scaledobjects",
+            self._scaled_object,
+            _request_timeout=KUBE_TIMEOUT_S,
         )
         triggers = []
         for index, trigger in enumerate(obj["spec"].get("triggers", [])):
             metadata = trigger.get("metadata", {})
             if trigger.get("type") == "prometheus" and "query" in metadata and "threshold" in metadata:
                 name = trigger.get("name") or metadata.get("metricName") or f"trigger-{index}"
-                triggers.append(Trigger(name, metadata["query"], float(metadata["threshold"])))
+                metric_type = trigger.get("metricType", "AverageValue")
+                triggers.append(Trigger(name, metadata["query"], float(metadata["threshold"]), metric_type))
         if not triggers:
             raise OpsError(
                 f"ScaledObject {self._namespace}/{self._scaled_object} has no Prometheus trigger with a query and "
                 "threshold: nothing to measure a breach against"
             )
-        hpa = obj.get("status", {}).get("hpaName") or (
-            obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name")
+        # KEDA names the HPA in its status; until it has, its spec's name or KEDA's default keda-hpa-<name>.
+        hpa = (
+            obj.get("status", {}).get("hpaName")
+            or obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name")
+            or f"keda-hpa-{self._scaled_object}"
         )
         return triggers, hpa
 
     def sample(self) -> Sample:
         at = self._clock()
-        deployment = self._apps.read_namespaced_deployment(self._deployment, self._namespace)
+        timeout = {"_request_timeout": KUBE_TIMEOUT_S}
+        deployment = self._apps.read_namespaced_deployment(self._deployment, self._namespace, **timeout)
         gateway_replicas = None
         if self._gateway:
-            gateway = _absent_as_none(lambda: self._apps.read_namespaced_deployment(self._gateway[1], self._gateway[0]))
+            namespace, name = self._gateway
+            gateway = _absent_as_none(lambda: self._apps.read_namespaced_deployment(name, namespace, **timeout))
             gateway_replicas = None if gateway is None else gateway.status.ready_replicas or 0
         desired = current = None
         if self.hpa_name:
-            hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(self.hpa_name, self._namespace)
+            hpa = self._autoscaling.read_namespaced_horizontal_pod_autoscaler(self.hpa_name, self._namespace, **timeout)
             desired, current = hpa.status.desired_replicas, hpa.status.current_replicas
         selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-        pods = self._core.list_namespaced_pod(self._namespace, label_selector=selector).items
+        pods = self._core.list_namespaced_pod(self._namespace, label_selector=selector, **timeout).items
         ready = sorted(
             pod.metadata.name
             for pod in pods
             if any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
         )
-        nodes = Counter(_pool_and_capacity(n.metadata.labels or {}) for n in self._core.list_node().items)
+        nodes = Counter(_pool_and_capacity(n.metadata.labels or {}) for n in self._core.list_node(**timeout).items)
         values = {}
         for trigger in self.triggers:
             result = self._prometheus(trigger.query)
@@ -176,6 +202,10 @@ class ScalingWatcher:
         )
         self.samples.append(sample)
         return sample
+
+    def record_failure(self, reason: str) -> None:
+        """A sample that could not be taken, kept in the timeline with its reason."""
+        self.samples.append(Sample(self._clock(), 0, 0, None, None, None, {}, {}, [], {}, error=reason))
 
     def times(self) -> ScalingTimes:
         return scaling_times(self.samples, self.triggers)
@@ -203,10 +233,16 @@ def _pool_and_capacity(labels: dict[str, str]) -> str:
 def scaling_times(samples: list[Sample], triggers: list[Trigger]) -> ScalingTimes:
     """The chain breach -> HPA desired up -> new pod Ready -> its first token, from a timeline."""
     times = ScalingTimes()
-    limits = {t.name: t.threshold for t in triggers}
-    breach = next(
-        (i for i, s in enumerate(samples) if any(v > limits[name] for name, v in s.trigger_values.items())), None
-    )
+    by_name = {t.name: t for t in triggers}
+
+    def breached(sample: Sample) -> bool:
+        replicas = sample.hpa_current if sample.hpa_current is not None else sample.vllm_ready
+        return any(
+            by_name[name].breached(value, replicas) for name, value in sample.trigger_values.items() if name in by_name
+        )
+
+    samples = [s for s in samples if s.error is None]
+    breach = next((i for i, s in enumerate(samples) if breached(s)), None)
     if breach is None:
         times.notes.append("no trigger went above its threshold while watching")
         return times
@@ -252,14 +288,28 @@ class ScalingObserver:
         self._plot_path = plot_path
         self._load: list[LoadPoint] = []
         self._previous: tuple[float, int] | None = None
+        self._failed_in_a_row = 0
 
     async def on_start(self, info: Any) -> None:
+        await self._sample()
+
+    async def _sample(self) -> None:
+        """One sample; a failure (an API server or Prometheus hiccup, a timeout) is recorded and the load goes on,
+        unless every one of the last MAX_FAILED_SAMPLES failed."""
         import asyncio
 
-        await asyncio.to_thread(self._watcher.sample)
+        try:
+            await asyncio.to_thread(self._watcher.sample)
+            self._failed_in_a_row = 0
+        except Exception as error:
+            self._failed_in_a_row += 1
+            self._watcher.record_failure(str(error))
+            if self._failed_in_a_row >= MAX_FAILED_SAMPLES:
+                raise OpsError(
+                    f"--watch-scaling: the last {MAX_FAILED_SAMPLES} samples of the cluster failed (last: {error})"
+                ) from error
 
     async def on_tick(self, snapshot: Any) -> None:
-        import asyncio
 
         done = snapshot.succeeded + snapshot.failed
         rate = 0.0
@@ -267,7 +317,7 @@ class ScalingObserver:
             rate = (done - self._previous[1]) / (snapshot.elapsed_s - self._previous[0])
         self._previous = (snapshot.elapsed_s, done)
         self._load.append(LoadPoint(snapshot.wall_time, rate, snapshot.recent_ttft_p50_ms))
-        await asyncio.to_thread(self._watcher.sample)
+        await self._sample()
 
     async def on_finish(self, result: Any) -> None:
         times = self._watcher.times()

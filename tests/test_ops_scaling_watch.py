@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -68,6 +68,33 @@ def test_the_chain_is_measured_from_the_breach() -> None:
     assert times.first_token_after_s == 100.0
 
 
+@pytest.mark.parametrize(
+    ("metric_type", "total", "replicas", "breached"),
+    [
+        # AverageValue (KEDA's default, the queue and tokens triggers): the HPA compares total / replicas.
+        ("AverageValue", 10.2, 2, True),  # 5.1 per replica
+        ("AverageValue", 9.8, 2, False),  # 4.9 per replica, although the total is far above 5
+        ("AverageValue", 5.1, 1, True),
+        ("AverageValue", 4.9, 1, False),
+        # Value (the KV cache and TTFT triggers): compared as it is, whatever the replicas.
+        ("Value", 5.1, 2, True),
+        ("Value", 4.9, 2, False),
+    ],
+)
+def test_a_breach_is_what_the_hpa_compares(metric_type: str, total: float, replicas: int, breached: bool) -> None:
+    trigger = Trigger("queue", QUEUE.query, 5.0, metric_type)
+    assert trigger.breached(total, replicas) is breached
+    pods = [f"vllm-{i}" for i in range(replicas)]
+    times = scaling_times([_sample(100.0, total, replicas, pods)], [trigger])
+    assert (times.breach_at == 100.0) is breached
+
+
+def test_a_failed_sample_is_kept_and_skipped() -> None:
+    failed = Sample(105.0, 0, 0, None, None, None, {}, {}, [], {}, error="HTTP 503")
+    samples = [_sample(100.0, 4.0, 1, ["vllm-a"]), failed, _sample(110.0, 6.0, 1, ["vllm-a"])]
+    assert scaling_times(samples, [QUEUE]).breach_at == 110.0
+
+
 def test_no_breach_no_chain() -> None:
     samples = [_sample(100.0 + i, 4.99, 1, ["vllm-a"]) for i in range(5)]
     times = scaling_times(samples, [QUEUE])
@@ -79,8 +106,8 @@ def test_no_breach_no_chain() -> None:
 def test_a_pod_ready_before_the_breach_is_not_a_new_one() -> None:
     samples = [
         _sample(100.0, 1.0, 2, ["vllm-a", "vllm-b"]),
-        _sample(110.0, 6.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 5.0}),
-        _sample(120.0, 6.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 9.0}),
+        _sample(110.0, 12.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 5.0}),  # 6 per replica
+        _sample(120.0, 12.0, 2, ["vllm-a", "vllm-b"], {"vllm-b": 9.0}),
     ]
     times = scaling_times(samples, [QUEUE])
     assert times.breach_at == 110.0
@@ -189,7 +216,9 @@ def test_the_watcher_reads_the_cluster_and_prometheus_as_it_runs(tmp_path: Path)
             clock=lambda: next(clock),
         )
         # Only the Prometheus trigger, with the ScaledObject's own query and threshold; the HPA KEDA named.
-        assert [(t.name, t.query, t.threshold) for t in watcher.triggers] == [("queue", QUERY, 5.0)]
+        assert [(t.name, t.query, t.threshold, t.metric_type) for t in watcher.triggers] == [
+            ("queue", QUERY, 5.0, "AverageValue")
+        ]
         assert watcher.hpa_name == "keda-hpa-vllm"
         first = watcher.sample()  # t=100: calm
         assert first.nodes == {"gpu/on-demand": 1, "system/on-demand": 1}
@@ -290,7 +319,7 @@ def test_loadtest_watch_scaling_records_the_chain_through_the_service_proxy(tmp_
     document = json.loads((out / "results.json").read_text())
     scaling = document["extras"]["scaling"]
     assert scaling["hpa"] == "keda-hpa-vllm"
-    assert scaling["triggers"] == [{"name": "queue", "query": QUERY, "threshold": 5.0}]
+    assert scaling["triggers"] == [{"name": "queue", "query": QUERY, "threshold": 5.0, "metric_type": "AverageValue"}]
     times = scaling["times"]
     assert times["new_pod"] == "vllm-b"
     # Sampled every second: each step lands within a couple of samples of when the fake cluster took it.
@@ -307,3 +336,49 @@ def test_watch_options_without_watch_scaling_are_refused() -> None:
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "apply to --watch-scaling only" in result.stderr
+
+
+class _FlakyWatcher:
+    """Stands in for ScalingWatcher: its samples fail as scripted (an API server or Prometheus hiccup)."""
+
+    def __init__(self, fails: set[int]) -> None:
+        self.triggers = [QUEUE]
+        self.samples: list[Sample] = []
+        self.fails = fails
+        self.calls = 0
+
+    def sample(self) -> Sample:
+        self.calls += 1
+        if self.calls in self.fails:
+            raise OpsError("Prometheus answered HTTP 503")
+        sample = _sample(float(self.calls), 1.0, 1, ["vllm-a"])
+        self.samples.append(sample)
+        return sample
+
+    def record_failure(self, reason: str) -> None:
+        self.samples.append(Sample(float(self.calls), 0, 0, None, None, None, {}, {}, [], {}, error=reason))
+
+
+def test_a_failed_sample_does_not_end_the_load_test_but_a_run_of_them_does() -> None:
+    import asyncio
+
+    from ops.scaling_watch import MAX_FAILED_SAMPLES, ScalingObserver
+
+    flaky = _FlakyWatcher(fails={2, 3})
+    observer = ScalingObserver(cast(Any, flaky), interval_s=1.0)
+    for _ in range(5):
+        asyncio.run(observer._sample())
+    assert [s.error for s in flaky.samples] == [
+        None,
+        "Prometheus answered HTTP 503",
+        "Prometheus answered HTTP 503",
+        None,
+        None,
+    ]
+
+    broken = _FlakyWatcher(fails=set(range(1, 100)))
+    observer = ScalingObserver(cast(Any, broken), interval_s=1.0)
+    for _ in range(MAX_FAILED_SAMPLES - 1):
+        asyncio.run(observer._sample())
+    with pytest.raises(OpsError, match=f"the last {MAX_FAILED_SAMPLES} samples of the cluster failed"):
+        asyncio.run(observer._sample())
