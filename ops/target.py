@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import BadInputError, OpsError
-from platform_config import ConfigError, PlatformConfig, cdk_json_context, load_config
+from platform_config import ConfigError, PlatformConfig, cdk_cli_context, load_config
 from platform_config import namespaces as ns
 
 # k8s/inference.py VLLM_NAME: the vLLM Deployment, Service, PDB, ScaledObject and (stacks/data.py) service account.
@@ -97,7 +97,7 @@ def load_platform_config(env: str, overrides: Sequence[str], cdk_json: Path) -> 
             f"--cdk-json {cdk_json}: no such file; run from the project's root (where cdk.json is) or pass its path"
         )
     try:
-        context = cdk_json_context(cdk_json)
+        context = cdk_cli_context(cdk_json)  # cdk.context.json too, as `cdk deploy` reads it
     except (OSError, json.JSONDecodeError) as error:
         raise BadInputError(f"--cdk-json {cdk_json}: cannot be read as JSON ({error})") from None
     environments = context.get("environments") or {}

@@ -1,6 +1,6 @@
 """Typed, validated platform configuration: built once from cdk.json context, read everywhere."""
 
-from platform_config.loader import ConfigError, cdk_json_context, load_config
+from platform_config.loader import ConfigError, cdk_cli_context, cdk_json_context, load_config
 from platform_config.model import PlatformConfig
 
-__all__ = ["ConfigError", "PlatformConfig", "cdk_json_context", "load_config"]
+__all__ = ["ConfigError", "PlatformConfig", "cdk_cli_context", "cdk_json_context", "load_config"]

@@ -132,6 +132,27 @@ def _model_at(loc: list[str]) -> type[BaseModel]:
     return model
 
 
+def cdk_cli_context(cdk_json: str | Path = "cdk.json", home: Path | None = None) -> dict[str, Any]:
+    """The context the CDK CLI hands the app before any `-c` flag: cdk.json's `context`, then cdk.context.json
+    next to it (where the README keeps personal values), then ~/.cdk.json's `context`, the first that has a key
+    winning (aws-cdk CLI settings, the order of its context bags). Tools outside `cdk` use this to see the
+    configuration `cdk deploy` would build."""
+    path = Path(cdk_json)
+    bags = [cdk_json_context(path)]
+    local = path.with_name("cdk.context.json")
+    if local.is_file():
+        with open(local, encoding="utf-8") as handle:
+            bags.append(json.load(handle))
+    user = (home if home is not None else Path.home()) / ".cdk.json"
+    if user.is_file():
+        with open(user, encoding="utf-8") as handle:
+            bags.append(json.load(handle).get("context", {}))
+    merged: dict[str, Any] = {}
+    for bag in reversed(bags):
+        merged.update(bag)
+    return merged
+
+
 def cdk_json_context(path: str | Path = "cdk.json") -> dict[str, Any]:
     """The `context` block of cdk.json: what `cdk synth` hands the app before any `-c` flags."""
     with open(path, encoding="utf-8") as handle:

@@ -64,3 +64,28 @@ def test_a_programming_error_is_not_hidden() -> None:
     app = _failing(KeyError("bug"))
     with pytest.raises(KeyError):
         run(lambda: app([], standalone_mode=True))
+
+
+def test_commands_read_cdk_context_json_as_the_cdk_cli_does(tmp_path: Path) -> None:
+    """The README keeps personal values in cdk.context.json; `cdk deploy` reads it after cdk.json's context (the
+    CLI's context bags: cdk.json first, then cdk.context.json, then ~/.cdk.json; the first with a key wins), so the
+    commands must see the same configuration."""
+    import json
+
+    from ops.target import load_platform_config
+    from platform_config import cdk_cli_context
+
+    project = Path(__file__).resolve().parents[1]
+    cdk_json = tmp_path / "cdk.json"
+    cdk_json.write_text((project / "cdk.json").read_text())
+    (tmp_path / "cdk.context.json").write_text(
+        json.dumps({"name": "acme", "environments": {"dev": {"name": "ignored"}}})
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".cdk.json").write_text(json.dumps({"context": {"name": "from-home", "region": "eu-west-1"}}))
+    context = cdk_cli_context(cdk_json, home=home)
+    assert context["name"] == "acme"  # cdk.context.json before ~/.cdk.json
+    assert context["region"] == "eu-west-1"  # only in ~/.cdk.json
+    assert "prod" in context["environments"]  # cdk.json's wins over cdk.context.json's
+    assert load_platform_config("dev", [], cdk_json).name == "acme"

@@ -8,7 +8,6 @@ Secrets Manager ones, handled here.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +31,7 @@ from ops.cleanup.leftovers import (
     find_leftovers,
 )
 from ops.errors import BadInputError, OpsError
-from platform_config import ConfigError, PlatformConfig, cdk_json_context, load_config
+from platform_config import ConfigError, PlatformConfig, cdk_cli_context, load_config
 
 __all__ = ["DeletionSettings", "PlatformScope", "cleanup", "run_cleanup"]
 
@@ -45,11 +44,8 @@ def load_platform_config(env: str, cdk_json: Path) -> PlatformConfig:
         raise BadInputError(
             f"--cdk-json {cdk_json} is not a file: run from the project's root or pass the path to its cdk.json"
         )
-    context = cdk_json_context(cdk_json)
-    # The CDK CLI merges cdk.context.json (the README keeps personal values there) over cdk.json's context.
-    local = cdk_json.with_name("cdk.context.json")
-    if local.is_file():
-        context = {**context, **json.loads(local.read_text(encoding="utf-8"))}
+    # cdk.json's context, then cdk.context.json (the README keeps personal values there), as the CDK CLI reads them.
+    context = cdk_cli_context(cdk_json)
     environments = sorted(context.get("environments") or {})
     if env not in environments:
         raise BadInputError(f"--env {env!r} is not an environment in {cdk_json}; allowed: {', '.join(environments)}")

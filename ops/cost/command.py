@@ -19,7 +19,7 @@ from ops.cost.prices import Missing, Price, PriceBook
 from ops.cost.snapshot import load_snapshot, save_snapshot
 from ops.cost.tokens import Throughput, TokenCost, cost_per_million, read_throughput
 from ops.errors import BadInputError
-from platform_config import ConfigError, PlatformConfig, load_config
+from platform_config import ConfigError, PlatformConfig, cdk_cli_context, load_config
 
 REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 DEFAULT_CPU_INSTANCE_TYPE = "m7i.large"
@@ -116,7 +116,9 @@ def cost(
 def load_platform_config(cdk_json: Path, env: str, overrides: list[str]) -> PlatformConfig:
     """The environment's validated config, built as app.py builds it from cdk.json's context."""
     try:
-        context: dict[str, Any] = json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {})
+        # cdk.json's context, then cdk.context.json (personal values), as `cdk deploy` reads them.
+        json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {})
+        context: dict[str, Any] = cdk_cli_context(cdk_json)
     except OSError as error:
         raise BadInputError(f"--cdk-json {cdk_json}: cannot be read ({error.strerror or error})") from None
     except (json.JSONDecodeError, AttributeError):
