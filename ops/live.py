@@ -218,7 +218,24 @@ def connect(kubeconfig: Path | None, context: str | None, *, timeout: float) -> 
         raise OpsError(f"cannot use the kubeconfig ({where}): {error}; {fix}", exit_code=2) from None
     except OSError as error:
         raise OpsError(f"cannot read the kubeconfig: {error}", exit_code=2) from None
+    if not _has_credentials(configuration):
+        raise OpsError(
+            f"the kubeconfig context {chosen!r} gave no credentials: its user has no token or client certificate, "
+            "or its exec command failed (for EKS, run the `aws eks get-token --cluster-name <cluster>` it names to "
+            "see why: the AWS CLI on PATH, a valid session)"
+        )
     return Kube(client.ApiClient(configuration), context=str(chosen), timeout=timeout)
+
+
+def _has_credentials(configuration: Any) -> bool:
+    """A token (static, or from an exec plugin such as `aws eks get-token`), a client certificate or a user name.
+
+    The client logs a failed exec plugin and goes on without a token; its requests are then anonymous, and EKS
+    answers /version even to those (system:public-info-viewer), so a probe would not notice."""
+    api_key = configuration.api_key or {}
+    return bool(
+        api_key.get("BearerToken") or api_key.get("authorization") or configuration.cert_file or configuration.username
+    )
 
 
 def same_endpoint(a: str, b: str) -> bool:

@@ -114,8 +114,15 @@ def smoke(
         cluster, kube = open_cluster(config, aws, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout)
         endpoint = kube.service(ns.GATEWAY, LITELLM, LITELLM_SERVICE_PORT)
         alb = _alb_address(kube)
+        # With a certificate the ALB listens on HTTPS 443 only (k8s/gateway.py listen-ports), for the certificate's
+        # domain, which the ALB's own hostname does not match: name that domain rather than the ALB.
+        hint = (
+            "--gateway-url https://<the certificate's domain, pointed at it>"
+            if config.gateway.certificate_arn
+            else f"--gateway-url http://{alb}"
+        )
         where = (
-            f"its internal ALB is {alb} (from inside the VPC: --gateway-url http://{alb})"
+            f"its internal ALB is {alb} (from inside the VPC: {hint})"
             if alb
             else f"no ALB address yet ({stack_of(config, 'gateway')} {GATEWAY_ADDRESS_OUTPUT}: "
             f"{gateway_outputs.get(GATEWAY_ADDRESS_OUTPUT, 'not found')})"

@@ -89,3 +89,40 @@ def test_commands_read_cdk_context_json_as_the_cdk_cli_does(tmp_path: Path) -> N
     assert context["region"] == "eu-west-1"  # only in ~/.cdk.json
     assert "prod" in context["environments"]  # cdk.json's wins over cdk.context.json's
     assert load_platform_config("dev", [], cdk_json).name == "acme"
+
+
+def test_a_kubeconfig_whose_exec_command_fails_is_named_not_taken_for_an_access_entry(tmp_path: Path) -> None:
+    """kubernetes 36.0.3 logs a failing exec plugin (`aws eks get-token` without the AWS CLI or a session) and sends
+    anonymous requests; EKS answers /version to those, so the failure must be caught where the kubeconfig loads."""
+    import yaml
+
+    from ops.live import connect
+
+    kubeconfig = tmp_path / "kubeconfig"
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "false",  # exits 1, as `aws` does without credentials
+            "args": ["eks", "get-token", "--cluster-name", "genai-dev"],
+            "interactiveMode": "Never",
+        }
+    }
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "eks", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "eks", "user": user}],
+                "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+                "current-context": "eks",
+            }
+        )
+    )
+    with pytest.raises(OpsError, match=r"gave no credentials.*exec command failed"):
+        connect(kubeconfig, None, timeout=1.0)
+    # The same kubeconfig with a token loads.
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": "t0ken"}
+    kubeconfig.write_text(yaml.safe_dump(config))
+    assert connect(kubeconfig, None, timeout=1.0).context == "eks"

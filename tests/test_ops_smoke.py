@@ -55,6 +55,24 @@ def test_a_completion_through_the_service_proxy_step_by_step(
     assert posted.json()["messages"] == [{"role": "user", "content": "Say hello."}]
 
 
+def test_with_a_certificate_the_hint_is_https_for_its_domain(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With gateway.certificate_arn the ALB listens on HTTPS 443 only, for the certificate's domain (k8s/gateway.py
+    listen-ports): an http:// hint at the ALB's own name would not connect."""
+    certificate = "arn:aws:acm:us-west-2:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    with world.serving() as (fake, _):
+        kubeconfig = str(fake.write_kubeconfig(world.tmp / "kc"))
+        code = _smoke(
+            world, monkeypatch, fake.url, "--kubeconfig", kubeconfig, "-c", f"gateway.certificate_arn={certificate}"
+        )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (gateway_step,) = [line for line in _lines(captured.out) if line.startswith("3. gateway:")]
+    assert "--gateway-url https://<the certificate's domain" in gateway_step
+    assert f"http://{ALB_HOSTNAME}" not in gateway_step
+
+
 def test_a_gateway_url_needs_no_cluster_access(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
