@@ -19,6 +19,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.valkey_users import ValkeyUserIds, valkey_user_group
 from compliance.acknowledgments import acknowledge, acknowledge_aws_managed_policies
 from k8s.gateway_config import CACHE_USER, DATABASE_NAME, DATABASE_USER, POSTGRES_PORT, VALKEY_PORT
 from platform_config.gateway import GatewayStoreSettings
@@ -127,47 +128,15 @@ class GatewayStores(Construct):
             no_rotation_reason="Secrets Manager has no managed rotation for an ElastiCache RBAC user; rotating "
             "it needs a rotation function that also changes the user, which the platform does not deploy yet.",
         )
-        default_user = elasticache.CfnUser(
+        group = valkey_user_group(
             self,
-            "DefaultUser",
-            engine="valkey",
-            user_id=f"{prefix}-default",
-            # Every user group needs a user named "default"; this one is switched off and can do nothing. A Valkey
-            # user group admits only users with a password or IAM, not no-password ones (ElastiCache User Guide,
-            # Clusters.RBAC, limitations), so it has the store's password, which "off" never lets it use.
-            user_name="default",
-            access_string="off -@all",
-            authentication_mode={
-                "Type": "password",
-                "Passwords": [
-                    SecretValue.secrets_manager(self.cache_secret.secret_arn, json_field="password").unsafe_unwrap()
-                ],
-            },
-        )
-        user = elasticache.CfnUser(
-            self,
-            "LiteLlmUser",
-            engine="valkey",
-            user_id=f"{prefix}-litellm",
+            ValkeyUserIds(
+                "DefaultUser", "LiteLlmUser", "Users", f"{prefix}-default", f"{prefix}-litellm", f"{prefix}-litellm"
+            ),
             user_name=CACHE_USER,
             access_string="on ~* +@all -@dangerous",
-            authentication_mode={
-                "Type": "password",
-                # A dynamic reference: CloudFormation resolves it; the template holds only the reference.
-                "Passwords": [
-                    SecretValue.secrets_manager(self.cache_secret.secret_arn, json_field="password").unsafe_unwrap()
-                ],
-            },
+            password=SecretValue.secrets_manager(self.cache_secret.secret_arn, json_field="password").unsafe_unwrap(),
         )
-        group = elasticache.CfnUserGroup(
-            self,
-            "Users",
-            engine="valkey",
-            user_group_id=f"{prefix}-litellm",
-            user_ids=[default_user.user_id, user.user_id],
-        )
-        group.add_resource_dependency(default_user)
-        group.add_resource_dependency(user)
         self.cache = elasticache.CfnServerlessCache(
             self,
             "Cache",

@@ -28,6 +28,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.valkey_users import ValkeyUserIds, valkey_user_group
 from compliance.acknowledgments import acknowledge, acknowledge_aws_managed_policies
 from compliance.checkov_skips import skip_checkov
 from platform_config.observability import SelfHostedTracingSettings
@@ -272,53 +273,25 @@ class LangfuseStores(Construct):
             description=f"{self._prefix}: private subnets of LangFuse's Valkey",
             subnet_ids=self._vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids,
         )
-        default_user = elasticache.CfnUser(
+        password = SecretValue.secrets_manager(
+            self.cache_password.secret.secret_arn, json_field=self.cache_password.field
+        ).unsafe_unwrap()
+        users = valkey_user_group(
             self,
-            "CacheDefaultUser",
-            engine="valkey",
-            user_id=f"{self._prefix}-lf-default",
-            # Every user group needs a user named "default"; this one is switched off and can do nothing. A Valkey
-            # user group admits only users with a password or IAM, not no-password ones (ElastiCache User Guide,
-            # Clusters.RBAC, limitations), so it has LangFuse's password, which "off" never lets it use.
-            user_name="default",
-            access_string="off -@all",
-            authentication_mode={
-                "Type": "password",
-                "Passwords": [
-                    SecretValue.secrets_manager(
-                        self.cache_password.secret.secret_arn, json_field=self.cache_password.field
-                    ).unsafe_unwrap()
-                ],
-            },
-        )
-        user = elasticache.CfnUser(
-            self,
-            "CacheLangfuseUser",
-            engine="valkey",
-            user_id=f"{self._prefix}-langfuse",
+            ValkeyUserIds(
+                "CacheDefaultUser",
+                "CacheLangfuseUser",
+                "CacheUsers",
+                f"{self._prefix}-lf-default",
+                f"{self._prefix}-langfuse",
+                f"{self._prefix}-langfuse",
+            ),
             user_name=CACHE_USER,
             # The access the chart gives LangFuse's own Valkey user (values.yaml redis.auth.aclUsers): BullMQ runs
             # Lua scripts and pub/sub, and ioredis' ready check sends INFO.
             access_string="on ~* &* +@all",
-            authentication_mode={
-                "Type": "password",
-                # A dynamic reference: CloudFormation resolves it; the template holds only the reference.
-                "Passwords": [
-                    SecretValue.secrets_manager(
-                        self.cache_password.secret.secret_arn, json_field=self.cache_password.field
-                    ).unsafe_unwrap()
-                ],
-            },
+            password=password,
         )
-        users = elasticache.CfnUserGroup(
-            self,
-            "CacheUsers",
-            engine="valkey",
-            user_group_id=f"{self._prefix}-langfuse",
-            user_ids=[default_user.user_id, user.user_id],
-        )
-        users.add_resource_dependency(default_user)
-        users.add_resource_dependency(user)
         replicas = settings.cache_replicas
         self.cache = elasticache.CfnReplicationGroup(
             self,

@@ -16,12 +16,8 @@ The chain of times (each measured from the breach, at the sampling period's reso
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,23 +37,6 @@ FIRST_TOKENS = "vllm:time_to_first_token_seconds_count"
 
 class PrometheusQuery(Protocol):
     def __call__(self, expr: str) -> list[tuple[dict[str, str], float]]: ...
-
-
-def prometheus_client(base_url: str, *, timeout: float = 5.0) -> PrometheusQuery:
-    """An instant query against Prometheus's HTTP API (`/api/v1/query`), as (labels, value) pairs."""
-
-    def query(expr: str) -> list[tuple[dict[str, str], float]]:
-        url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                body = json.loads(response.read())
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as error:
-            raise OpsError(f"Prometheus at {base_url} did not answer the query {expr!r}: {error}") from error
-        if body.get("status") != "success":
-            raise OpsError(f"Prometheus at {base_url} refused the query {expr!r}: {body.get('error', body)}")
-        return [(sample["metric"], float(sample["value"][1])) for sample in body["data"]["result"]]
-
-    return query
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ from kubernetes import client
 from kubernetes.config import new_client_from_config
 
 from ops.errors import OpsError
+from ops.live import UrlEndpoint
 from ops.scaling_watch import (
     LoadPoint,
     Sample,
     ScalingWatcher,
     Trigger,
     plot_scaling,
-    prometheus_client,
+    prometheus_via,
     scaling_times,
 )
 from tests.fake_kube_api import FakeKubeApi
@@ -209,7 +210,7 @@ def test_the_watcher_reads_the_cluster_and_prometheus_as_it_runs(tmp_path: Path)
             core=client.CoreV1Api(api),
             autoscaling=client.AutoscalingV2Api(api),
             custom=client.CustomObjectsApi(api),
-            prometheus=prometheus_client(prometheus.url),
+            prometheus=prometheus_via(UrlEndpoint(prometheus.url, timeout=5.0, option="--prometheus-url")),
             namespace=NS,
             deployment="vllm",
             scaled_object="vllm",
@@ -250,7 +251,7 @@ def test_a_scaled_object_without_a_prometheus_trigger_is_one_clear_error(tmp_pat
                 core=client.CoreV1Api(api),
                 autoscaling=client.AutoscalingV2Api(api),
                 custom=client.CustomObjectsApi(api),
-                prometheus=prometheus_client("http://127.0.0.1:9"),
+                prometheus=prometheus_via(UrlEndpoint("http://127.0.0.1:9", timeout=1.0, option="--prometheus-url")),
                 namespace=NS,
                 deployment="vllm",
                 scaled_object="vllm",
