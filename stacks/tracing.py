@@ -134,7 +134,8 @@ class TracingStack(Stack):
                     actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                     resources=[secret.secret_arn for secret in stores.secrets],
                 ),
-                # The gateway keys are under the data key, which the operator already decrypts for the gateway.
+                # LangFuse's own key, for the seven secrets under it. The gateway keys (also read above) are under
+                # the data key, which the operator already decrypts for the gateway: do not swap this for that.
                 iam.PolicyStatement(actions=["kms:Decrypt"], resources=[stores.key.key_arn]),
             ],
         )
