@@ -59,8 +59,12 @@ def key_alias(config: PlatformConfig, purpose: str) -> str:
     return f"alias/{config.prefix}/{purpose}"
 
 
+# app.py `build_platform`: every stack of an environment is named `<prefix>-<one of these>`.
+PLATFORM_STACKS = ("foundation", "data", "observability", "inference", "gateway", "tracing")
+
+
 def stack_name(config: PlatformConfig, stack: str) -> str:
-    """app.py: `<prefix>-<stack>` (foundation, data, observability, inference, gateway, tracing)."""
+    """app.py: `<prefix>-<stack>`, `stack` one of PLATFORM_STACKS."""
     return f"{config.prefix}-{stack}"
 
 

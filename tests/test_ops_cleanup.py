@@ -3,13 +3,14 @@
 The account holds the platform's leftovers (env dev of project genai, cluster genai-dev) AND resources that look
 like them but are not theirs: other projects' and other environments' tags, an in-use volume and network interface,
 untagged resources, a bucket a live stack still holds, a security group of a cluster that merely shares a subnet
-(`kubernetes.io/cluster/genai-dev=shared`). Every expected value below is written out here, never taken from
-ops.cleanup.
+(`kubernetes.io/cluster/genai-dev=shared`), and resources tagged exactly like the platform's that none of its stacks
+retained (made by hand, or by a stack `genai-dev-experiments` that is not one of the platform's). The stacks'
+history (which deleted stack retained what) is CloudFormation's as AWS reports it (tests/recorded_cloudformation.py).
+Every expected value below is written out here, never taken from ops.cleanup.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
@@ -25,8 +27,10 @@ from rich.console import Console
 
 from ops import cleanup
 from ops.cleanup.deletion import retry_while_held
+from ops.cleanup.leftovers import find_leftovers
 from ops.cli import app, run
 from ops.errors import OpsError
+from tests.recorded_cloudformation import RecordedStacks
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-west-2"
@@ -35,13 +39,46 @@ PLATFORM = {"project": "genai", "environment": "dev"}
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
-    """A moto account; the CLI's own boto3 sessions land in it too."""
+def stacks() -> RecordedStacks:
+    return RecordedStacks(REGION)
+
+
+def _refuse_referenced_group(
+    model: Any, context: dict[str, Any], **_: Any
+) -> tuple[AWSResponse, dict[str, Any]] | None:
+    """EC2 refuses to delete a security group another group's rule references (EC2 API Reference DeleteSecurityGroup:
+    DependencyViolation); moto deletes it anyway, so this answers as EC2 does, from moto's own state."""
+    if model.name != "DeleteSecurityGroup":
+        return None
+    group = context["recorded_parameters"]["GroupId"]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    for name in ("ip-permission.group-id", "egress.ip-permission.group-id"):
+        groups = ec2.describe_security_groups(Filters=[{"Name": name, "Values": [group]}])["SecurityGroups"]
+        if any(sg["GroupId"] != group for sg in groups):
+            error = {"Code": "DependencyViolation", "Message": f"resource {group} has a dependent object"}
+            return AWSResponse(None, 400, {}, None), {"Error": error}
+    return None
+
+
+def _keep_ec2_parameters(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context["recorded_parameters"] = dict(params)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, stacks: RecordedStacks) -> Iterator[boto3.Session]:
+    """A moto account whose CloudFormation history is `stacks`; the CLI's own boto3 sessions land in it too."""
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("COLUMNS", "250")
+    handlers = [
+        *stacks.handlers(),
+        ("before-parameter-build.ec2.DeleteSecurityGroup", _keep_ec2_parameters),
+        ("before-call.ec2.DeleteSecurityGroup", _refuse_referenced_group),
+    ]
+    # Built-in handlers reach every session created from now on, as moto's own do.
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *handlers])
     with mock_aws():
         yield boto3.Session(region_name=REGION)
 
@@ -72,7 +109,7 @@ class Account:
     deleted_secret: str
 
 
-def build_scenario(session: boto3.Session) -> Account:
+def build_scenario(session: boto3.Session, stacks: RecordedStacks) -> Account:
     ec2 = session.client("ec2")
     elbv2 = session.client("elbv2")
     logs = session.client("logs")
@@ -102,6 +139,13 @@ def build_scenario(session: boto3.Session) -> Account:
     # Security groups: the ALB's (Auto Mode tags it with the cluster) and the EKS cluster group EKS left behind.
     alb_group = group("k8s-gateway-litellm", {**cluster_tag, "ingress.eks.amazonaws.com/stack": "gateway/litellm"})
     cluster_group = group("eks-cluster-sg-genai-dev", {f"kubernetes.io/cluster/{CLUSTER}": "owned"})
+    # The load balancer's group is let into the cluster's: EC2 refuses to delete it while that rule stands.
+    ec2.authorize_security_group_ingress(
+        GroupId=cluster_group,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 4000, "ToPort": 4000, "UserIdGroupPairs": [{"GroupId": alb_group}]}
+        ],
+    )
     ours["security groups"] = [alb_group, cluster_group]
     others["security groups"] = [
         group("shared-with-genai-dev", {f"kubernetes.io/cluster/{CLUSTER}": "shared"}),
@@ -172,7 +216,8 @@ def build_scenario(session: boto3.Session) -> Account:
 
     # Managed Prometheus workspaces: prod retains its workspace; here dev's is the leftover, prod's stays.
     amp = session.client("amp")
-    ours["workspaces"] = [amp.create_workspace(alias=CLUSTER, tags=PLATFORM)["workspaceId"]]
+    workspace = amp.create_workspace(alias=CLUSTER, tags=PLATFORM)
+    ours["workspaces"] = [workspace["workspaceId"]]
     others["workspaces"] = [
         amp.create_workspace(alias="genai-prod", tags={**PLATFORM, "environment": "prod"})["workspaceId"]
     ]
@@ -242,13 +287,15 @@ def build_scenario(session: boto3.Session) -> Account:
         bucket("other-project-models", {"project": "other", "environment": "dev"}),
         bucket("untagged-b", {}),
     ]
+    # Tagged exactly like the platform's, but no platform stack retained them: one made by hand, one a deleted
+    # platform stack lists as deleted (DELETE_COMPLETE) whose name someone reused, one another stack retained.
+    scratch = bucket("genai-dev-data-scratch-9z9z", PLATFORM)
+    others["buckets"] += [bucket("genai-dev-handmade", PLATFORM), scratch]
+    experiments = log_group("/genai-dev/experiments", PLATFORM)
+    others["log groups"].append(experiments)
     # A bucket the live data stack still holds (a redeployed environment): tagged like a leftover, but not one.
-    template = {
-        "Resources": {"Models": {"Type": "AWS::S3::Bucket", "Properties": {"Tags": _tag_list(PLATFORM)}}},
-    }
-    stack = session.client("cloudformation").create_stack(StackName="genai-dev-data", TemplateBody=json.dumps(template))
-    (held,) = session.client("cloudformation").describe_stack_resources(StackName=stack["StackId"])["StackResources"]
-    others["buckets"].append(held["PhysicalResourceId"])
+    held = bucket("genai-dev-data-models-yucpjkjpledk", PLATFORM)
+    others["buckets"].append(held)
 
     # Secrets: a retained one goes (recovery window); one already scheduled is not listed again.
     ours["secrets"] = [
@@ -259,7 +306,8 @@ def build_scenario(session: boto3.Session) -> Account:
     others["secrets"] = [
         secrets.create_secret(
             Name="genai-prod/gateway/master-key", SecretString="x", Tags=_tag_list({**PLATFORM, "environment": "prod"})
-        )["ARN"]
+        )["ARN"],
+        secrets.create_secret(Name="genai-dev/handmade", SecretString="x", Tags=_tag_list(PLATFORM))["ARN"],
     ]
 
     # Keys: a retained one is scheduled; one CloudFormation already scheduled (dev's) is left as it is.
@@ -270,6 +318,54 @@ def build_scenario(session: boto3.Session) -> Account:
     pending_key = key(PLATFORM)
     kms.schedule_key_deletion(KeyId=pending_key, PendingWindowInDays=7)
     others["keys"] = [key({"project": "other", "environment": "dev"}), key({})]
+
+    # CloudFormation's history: the platform's deleted stacks and what each retained (DELETE_SKIPPED; physical ids as
+    # CloudFormation reports them: a bucket's and log group's name, a key's id, a secret's and workspace's ARN).
+    foundation = stacks.add(
+        "genai-dev-foundation",
+        "DELETE_COMPLETE",
+        [
+            ("ClusterLogGroup", f"/aws/eks/{CLUSTER}/cluster", "AWS::Logs::LogGroup", "DELETE_SKIPPED"),
+            ("Cluster", CLUSTER, "AWS::EKS::Cluster", "DELETE_COMPLETE"),
+            ("OldKey", pending_key, "AWS::KMS::Key", "DELETE_COMPLETE"),
+        ],
+    )
+    # A nested stack of a platform stack (ListStacks names its root): what it retained is the platform's too.
+    stacks.add(
+        "genai-dev-foundation-KeysNestedStack-1X2Y3Z",
+        "DELETE_COMPLETE",
+        [("SecretsKey", ours["keys"][0], "AWS::KMS::Key", "DELETE_SKIPPED")],
+        root=foundation,
+    )
+    stacks.add(
+        "genai-dev-observability",
+        "DELETE_COMPLETE",
+        [("Workspace", workspace["arn"], "AWS::APS::Workspace", "DELETE_SKIPPED")],
+    )
+    stacks.add(
+        "genai-dev-data",
+        "DELETE_COMPLETE",
+        [
+            ("ModelBucket", models, "AWS::S3::Bucket", "DELETE_SKIPPED"),
+            ("AccessLogs", access_logs, "AWS::S3::Bucket", "DELETE_SKIPPED"),
+            ("ScratchBucket", scratch, "AWS::S3::Bucket", "DELETE_COMPLETE"),
+        ],
+    )
+    stacks.add(
+        "genai-dev-gateway",
+        "DELETE_COMPLETE",
+        [("MasterKey", ours["secrets"][0], "AWS::SecretsManager::Secret", "DELETE_SKIPPED")],
+    )
+    # The data stack deployed again (it holds its bucket), a stack that is not the platform's, another project's.
+    stacks.add("genai-dev-data", "CREATE_COMPLETE", [("ModelBucket", held, "AWS::S3::Bucket", "CREATE_COMPLETE")])
+    stacks.add(
+        "genai-dev-experiments", "DELETE_COMPLETE", [("Logs", experiments, "AWS::Logs::LogGroup", "DELETE_SKIPPED")]
+    )
+    stacks.add(
+        "other-dev-data",
+        "DELETE_COMPLETE",
+        [("Models", "other-project-models", "AWS::S3::Bucket", "DELETE_SKIPPED")],
+    )
     return Account(ours, others, pending_key, deleted_secret)
 
 
@@ -343,9 +439,9 @@ def _cli(*arguments: str) -> int:
 
 
 def test_without_yes_nothing_is_deleted_and_every_leftover_is_listed(
-    aws: boto3.Session, cdk_json: Path, capsys: pytest.CaptureFixture[str]
+    aws: boto3.Session, stacks: RecordedStacks, cdk_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    account = build_scenario(aws)
+    account = build_scenario(aws, stacks)
     before = inventory(aws)
     assert all(before.values()), "the scenario creates something of every kind"
 
@@ -382,11 +478,53 @@ def test_without_yes_nothing_is_deleted_and_every_leftover_is_listed(
     assert f"/aws/eks/{CLUSTER}/cluster (written by EKS" not in out  # tagged: listed, not a note
 
 
-MUTATING = ("Delete", "Schedule")
+def test_tagged_resources_count_only_when_a_platform_stack_retained_them(
+    aws: boto3.Session, stacks: RecordedStacks
+) -> None:
+    account = build_scenario(aws, stacks)
+    scope = cleanup.PlatformScope(project="genai", environment="dev", cluster=CLUSTER, region=REGION)
+
+    findings = find_leftovers(aws, scope)
+
+    kept = {item.resource: item.reason for item in findings.kept}
+    not_retained = (
+        "tagged project=genai, environment=dev, but no stack genai-dev-* (live, or deleted in the last 90 days) "
+        "retained it"
+    )
+    # Made by hand; a deleted platform stack's DELETE_COMPLETE name reused; retained by a stack not the platform's.
+    for look_alike in (
+        "genai-dev-handmade",
+        "genai-dev/handmade",
+        "genai-dev-data-scratch-9z9z",
+        "/genai-dev/experiments",
+    ):
+        assert kept[look_alike].startswith(not_retained), look_alike
+    assert kept["genai-dev-data-models-yucpjkjpledk"] == "stack genai-dev-data still holds it"
+    why = {leftover.id: leftover.marked_by for leftover in findings.leftovers}
+    assert why["genai-dev-data-models-3c4d"] == "project=genai, environment=dev; retained by genai-dev-data"
+    assert why[account.ours["workspaces"][0]] == "project=genai, environment=dev; retained by genai-dev-observability"
+    assert why[account.ours["keys"][0]] == (
+        "project=genai, environment=dev; retained by genai-dev-foundation-KeysNestedStack-1X2Y3Z"
+    )
+    assert why[account.ours["security groups"][0]] == f"eks:eks-cluster-name={CLUSTER}"  # Auto Mode's: no stack
+    # A deleted stack is read by its id (by name AWS answers "does not exist"); other stacks are not read at all.
+    read = [parameters["StackName"] for name, parameters in stacks.calls if name == "ListStackResources"]
+    assert all(stack_id.startswith(f"arn:aws:cloudformation:{REGION}:") for stack_id in read)
+    assert sorted(stack_id.split("/")[1] for stack_id in read) == [
+        "genai-dev-data",
+        "genai-dev-data",
+        "genai-dev-foundation",
+        "genai-dev-foundation-KeysNestedStack-1X2Y3Z",
+        "genai-dev-gateway",
+        "genai-dev-observability",
+    ]
 
 
-def test_with_yes_exactly_the_leftovers_go_in_a_safe_order(aws: boto3.Session) -> None:
-    account = build_scenario(aws)
+MUTATING = ("Delete", "Schedule", "Revoke")
+
+
+def test_with_yes_exactly_the_leftovers_go_in_a_safe_order(aws: boto3.Session, stacks: RecordedStacks) -> None:
+    account = build_scenario(aws, stacks)
     before = inventory(aws)
     calls: list[tuple[str, str]] = []
 
@@ -421,10 +559,12 @@ def test_with_yes_exactly_the_leftovers_go_in_a_safe_order(aws: boto3.Session) -
     assert inventory(aws) == expected_after_cleanup(before, account)
     models, access_logs = account.ours["buckets"]
     operations = [name for name, _ in calls if name != "DeleteObjects"]
+    alb_group, cluster_group = account.ours["security groups"]
     assert operations == [
         "DeleteLoadBalancer",
         "DeleteTargetGroup",
         "DeleteNetworkInterface",
+        "RevokeSecurityGroupIngress",  # the cluster group's rule letting the load balancer's group in
         "DeleteSecurityGroup",
         "DeleteSecurityGroup",
         "DeleteVolume",
@@ -435,6 +575,8 @@ def test_with_yes_exactly_the_leftovers_go_in_a_safe_order(aws: boto3.Session) -
         "DeleteSecret",
         "ScheduleKeyDeletion",
     ]
+    revoke = calls.index(("RevokeSecurityGroupIngress", cluster_group))
+    assert calls[revoke + 1] == ("DeleteSecurityGroup", alb_group)
     deleted_buckets = [target for name, target in calls if name == "DeleteBucket"]
     assert deleted_buckets == [models, access_logs]  # the access-log target last
     # Both versions and the delete marker of the model bucket were removed before its DeleteBucket.
@@ -448,9 +590,9 @@ def test_with_yes_exactly_the_leftovers_go_in_a_safe_order(aws: boto3.Session) -
 
 
 def test_a_failed_deletion_is_reported_and_the_rest_continue(
-    aws: boto3.Session, cdk_json: Path, capsys: pytest.CaptureFixture[str]
+    aws: boto3.Session, stacks: RecordedStacks, cdk_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    account = build_scenario(aws)
+    account = build_scenario(aws, stacks)
     elbv2 = aws.client("elbv2")
     (our_target_group,) = account.ours["target groups"]
     # Another project's load balancer still forwards to our target group: DeleteTargetGroup answers ResourceInUse.
@@ -475,6 +617,43 @@ def test_a_failed_deletion_is_reported_and_the_rest_continue(
     out = capsys.readouterr().out
     assert "[2/12] target group k8s-gateway-litellm-4000: FAILED ResourceInUse" in out
     assert "[12/12] KMS key" in out
+
+
+def _no_waiting(seconds: float) -> None:
+    raise AssertionError(f"cleanup waited {seconds} s for a reference that waiting cannot remove")
+
+
+def test_a_rule_in_a_group_not_the_platforms_is_never_changed_and_named(
+    aws: boto3.Session, stacks: RecordedStacks
+) -> None:
+    account = build_scenario(aws, stacks)
+    ec2 = aws.client("ec2")
+    alb_group, _ = account.ours["security groups"]
+    foreign = account.others["security groups"][1]
+    ec2.authorize_security_group_egress(
+        GroupId=foreign,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "UserIdGroupPairs": [{"GroupId": alb_group}]}
+        ],
+    )
+    foreign_rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [foreign]}])
+    before = inventory(aws)
+    scope = cleanup.PlatformScope(project="genai", environment="dev", cluster=CLUSTER, region=REGION)
+    # A long timeout: a reference by a group that is not a leftover fails at once, it is not waited out.
+    settings = cleanup.DeletionSettings(dependency_timeout_seconds=600, sleep=_no_waiting)
+
+    with pytest.raises(
+        OpsError,
+        match=rf"1 of 12 deletions failed: security group {alb_group} "
+        rf"\(DependencyViolation: rules of {foreign} \(not leftovers",
+    ):
+        cleanup.run_cleanup(aws, scope, settings, yes=True, console=Console(highlight=False, emoji=False, width=250))
+
+    expected = expected_after_cleanup(before, account)
+    expected["security groups"].add(alb_group)
+    assert inventory(aws) == expected
+    after = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [foreign]}])
+    assert after["SecurityGroupRules"] == foreign_rules["SecurityGroupRules"]
 
 
 def test_a_held_resource_is_retried_until_the_timeout() -> None:
@@ -509,9 +688,9 @@ def test_a_held_resource_is_retried_until_the_timeout() -> None:
 
 
 def test_with_yes_through_the_command_line(
-    aws: boto3.Session, cdk_json: Path, capsys: pytest.CaptureFixture[str]
+    aws: boto3.Session, stacks: RecordedStacks, cdk_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    account = build_scenario(aws)
+    account = build_scenario(aws, stacks)
     before = inventory(aws)
 
     code = _cli("--env", "dev", "--region", REGION, "--cdk-json", str(cdk_json), "--yes", "--key-pending-days", "7")
@@ -525,9 +704,9 @@ def test_with_yes_through_the_command_line(
 
 
 def test_nothing_runs_while_the_cluster_exists(
-    aws: boto3.Session, cdk_json: Path, capsys: pytest.CaptureFixture[str]
+    aws: boto3.Session, stacks: RecordedStacks, cdk_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build_scenario(aws)
+    build_scenario(aws, stacks)
     aws.client("eks").create_cluster(
         name=CLUSTER,
         roleArn="arn:aws:iam::123456789012:role/genai-dev-cluster",
@@ -585,6 +764,7 @@ def test_bad_input_exits_2_with_one_message(
     arguments: list[str],
     message: str,
     aws: boto3.Session,
+    stacks: RecordedStacks,
     cdk_json: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -594,7 +774,7 @@ def test_bad_input_exits_2_with_one_message(
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    build_scenario(aws)
+    build_scenario(aws, stacks)
     before = inventory(aws)
 
     assert _cli(*arguments, "--cdk-json", str(cdk_json), "--yes") == 2

@@ -22,6 +22,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from cdk_constructs.langfuse import LangfuseWiring, ingress_values
+from ops.target import PLATFORM_STACKS, stack_name
 from platform_config import ConfigError
 from tests.checkov_runner import run_checkov
 from tests.conftest import ROOT, Synthesized, cfn_text, config_for, helm_values, only, resources_of, synthesize
@@ -101,6 +102,14 @@ def test_self_hosted_adds_the_tracing_stack_after_the_gateway(traced: Synthesize
     assert "genai-dev-gateway" in artifacts["genai-dev-tracing"]["dependencies"]
     # No cycle: the gateway reads LangFuse's keys by name and never waits for the tracing stack.
     assert "genai-dev-tracing" not in artifacts["genai-dev-gateway"]["dependencies"]
+
+
+def test_the_toolkit_knows_every_stack_name(traced: Synthesized) -> None:
+    # genai-ops finds stacks by name (cleanup reads what each deleted one retained): with every stack on, the
+    # names the app gives are exactly `<prefix>-<name>` for the names ops/target.py lists.
+    assert {stack.stack_name for stack in traced.platform.stacks} == {
+        stack_name(traced.config, name) for name in PLATFORM_STACKS
+    }
 
 
 def test_mode_off_builds_none_of_it(dev: Synthesized) -> None:

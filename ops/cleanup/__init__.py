@@ -1,6 +1,7 @@
-"""`genai-ops cleanup`: find what `cdk destroy` leaves behind, by tag, and delete it only with `--yes`.
+"""`genai-ops cleanup`: find what `cdk destroy` leaves behind, and delete it only with `--yes`.
 
-leftovers.py says what counts as the platform's (project/environment tags, Auto Mode's cluster tag) and finds it;
+leftovers.py says what counts as the platform's (project/environment tags on what the platform's stacks retained,
+Auto Mode's cluster tag) and finds it;
 deletion.py deletes it in a safe order. Kubernetes Secrets that Helm keeps after an uninstall
 (`helm.sh/resource-policy: keep`) live in the cluster and go with it; in AWS the secrets that stay are the retained
 Secrets Manager ones, handled here.
@@ -129,7 +130,8 @@ def run_cleanup(
         )
         return
 
-    deleter = Deleter(session, settings)
+    groups = [leftover.id for leftover in findings.leftovers if leftover.kind is Kind.SECURITY_GROUP]
+    deleter = Deleter(session, settings, security_groups=groups)
     failures: list[str] = []
     for step, leftover in enumerate(findings.leftovers, start=1):
         # Each step is reported as it ends; a failure is recorded and the rest go on.
@@ -156,7 +158,7 @@ def _plan_table(leftovers: list[Leftover], scope: PlatformScope, settings: Delet
     table.add_column("#", justify="right")
     for column in ("kind", "resource", "what --yes does"):
         table.add_column(column, overflow="fold")
-    table.add_column("tagged", no_wrap=True)
+    table.add_column("why it is the platform's", overflow="fold")
     actions = {
         Kind.KEY: f"schedule deletion in {settings.key_pending_days} days",
         Kind.SECRET: f"delete, {settings.secret_recovery_days}-day recovery window",

@@ -2,13 +2,16 @@
 
 KMS keys are scheduled for deletion after a waiting period and secrets deleted with a recovery window, never at
 once; a resource another one still holds (a security group an ALB's network interfaces keep for some minutes after
-the ALB is gone) is retried until a timeout.
+the ALB is gone) is retried until a timeout. A security group another group's rule references cannot be deleted
+(DependencyViolation, EC2 API Reference DeleteSecurityGroup), and leftover groups reference each other (the load
+balancer's group is allowed into the cluster group): the rules of leftover groups that reference the group are
+revoked first. A rule in a group that is not a leftover is never changed; the deletion then fails naming that group.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +46,10 @@ _HELD_ERRORS = frozenset({"DependencyViolation", "ResourceInUse", "InvalidNetwor
 class Deleter:
     """Deletes one leftover at a time with the call its kind needs; a refusal raises botocore's ClientError."""
 
-    def __init__(self, session: boto3.Session, settings: DeletionSettings) -> None:
+    def __init__(
+        self, session: boto3.Session, settings: DeletionSettings, *, security_groups: Collection[str] = ()
+    ) -> None:
+        """`security_groups`: every leftover security group, whose rules may be revoked before a group is deleted."""
         elbv2, ec2, logs = session.client("elbv2"), session.client("ec2"), session.client("logs")
         s3, secrets, kms = session.client("s3"), session.client("secretsmanager"), session.client("kms")
         amp = session.client("amp")
@@ -55,7 +61,7 @@ class Deleter:
             Kind.LOAD_BALANCER: lambda lo: _call(elbv2.delete_load_balancer, LoadBalancerArn=lo.id),
             Kind.TARGET_GROUP: lambda lo: held(elbv2.delete_target_group, TargetGroupArn=lo.id),
             Kind.NETWORK_INTERFACE: lambda lo: held(ec2.delete_network_interface, NetworkInterfaceId=lo.id),
-            Kind.SECURITY_GROUP: lambda lo: held(ec2.delete_security_group, GroupId=lo.id),
+            Kind.SECURITY_GROUP: lambda lo: _delete_security_group(ec2, settings, lo.id, frozenset(security_groups)),
             Kind.VOLUME: lambda lo: held(ec2.delete_volume, VolumeId=lo.id),
             Kind.WORKSPACE: lambda lo: _call(amp.delete_workspace, workspaceId=lo.id),
             Kind.LOG_GROUP: lambda lo: _call(logs.delete_log_group, logGroupName=lo.id),
@@ -85,6 +91,46 @@ def retry_while_held(settings: DeletionSettings, operation: Callable[..., Any], 
             if error_code(error) not in _HELD_ERRORS or settings.clock() >= deadline:
                 raise
             settings.sleep(settings.poll_seconds)
+
+
+def _delete_security_group(ec2: Any, settings: DeletionSettings, group: str, leftover_groups: frozenset[str]) -> str:
+    # Rules of the other leftover groups naming this one go first (they go with their groups anyway).
+    others = sorted(leftover_groups - {group})
+    pages = ec2.get_paginator("describe_security_group_rules").paginate(
+        Filters=[{"Name": "group-id", "Values": others}]
+    )
+    rules = [
+        rule
+        for page in (pages if others else ())
+        for rule in page["SecurityGroupRules"]
+        if rule.get("ReferencedGroupInfo", {}).get("GroupId") == group
+    ]
+    for rule in rules:
+        revoke = ec2.revoke_security_group_egress if rule["IsEgress"] else ec2.revoke_security_group_ingress
+        revoke(GroupId=rule["GroupId"], SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
+    # What still references it now is not a leftover: waiting would not help (only network interfaces let go).
+    if referencing := _groups_referencing(ec2, group):
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "DependencyViolation",
+                    "Message": f"rules of {', '.join(referencing)} (not leftovers of the platform, never changed "
+                    "here) reference it: remove those rules, then run cleanup again",
+                }
+            },
+            "DeleteSecurityGroup",
+        )
+    retry_while_held(settings, ec2.delete_security_group, GroupId=group)
+    return f"deleted (after revoking {len(rules)} rules of leftover groups that referenced it)" if rules else "deleted"
+
+
+def _groups_referencing(ec2: Any, group: str) -> list[str]:
+    """The other groups with an inbound or outbound rule naming `group` (DescribeSecurityGroups filters)."""
+    found: set[str] = set()
+    for name in ("ip-permission.group-id", "egress.ip-permission.group-id"):
+        for page in ec2.get_paginator("describe_security_groups").paginate(Filters=[{"Name": name, "Values": [group]}]):
+            found.update(sg["GroupId"] for sg in page["SecurityGroups"] if sg["GroupId"] != group)
+    return sorted(found)
 
 
 def _empty_and_delete_bucket(s3: Any, bucket: str) -> str:

@@ -5,7 +5,11 @@ What counts as the platform's (nothing else is ever listed):
 - What CloudFormation created carries the tags app.py `build_platform` puts on every resource: `project=<name>` and
   `environment=<env>`. What `cdk destroy` leaves of it is what a removal policy retains (README "Teardown": the S3
   buckets everywhere; prod's KMS keys, log groups and generated Secrets Manager secrets). Found with the Resource
-  Groups Tagging API, then checked with each service (a key already pending deletion is not a leftover).
+  Groups Tagging API, then checked with each service (a key already pending deletion is not a leftover). The tags
+  alone do not make it ours (anyone can tag a bucket `project=genai`): it must also be a resource one of the
+  platform's stacks retained, which that stack's resource list says with the status DELETE_SKIPPED (CloudFormation
+  User Guide, DeletionPolicy attribute). CloudFormation keeps a deleted stack and its resource list for 90 days
+  (ListStacks), readable by the stack's id; a tagged resource no such list names is shown as kept, never deleted.
 - What EKS Auto Mode created for Kubernetes objects (the load balancer, target groups and security groups of an
   Ingress, the EBS volume of a PVC, pod network interfaces) carries `eks:eks-cluster-name=<cluster>`: Auto Mode's
   managed policies let the cluster role create these only with that tag (AWS Managed Policy Reference:
@@ -25,7 +29,7 @@ platform stack that is not deleted still holds is kept; volumes and network inte
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -33,6 +37,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from ops.errors import OpsError
+from ops.target import PLATFORM_STACKS
 from platform_config import PlatformConfig
 
 CLUSTER_TAG = "eks:eks-cluster-name"
@@ -144,19 +149,32 @@ def _find(session: boto3.Session, scope: PlatformScope) -> Findings:
         *_volumes(session, scope),
     ]
     findings = Findings()
-    candidates.extend(_project_tagged(session, scope, findings))
-    held = _held_by_live_stacks(session, scope)
+    tagged = _project_tagged(session, scope, findings)
+    history = stack_history(session, scope)
     for candidate in candidates:
-        stack = next((held[key] for key in (candidate.id, candidate.arn, candidate.name) if key in held), None)
-        if stack:
-            findings.kept.append(Kept(candidate.kind.value, candidate.label, f"stack {stack} still holds it"))
+        if holder := history.holder(candidate):
+            findings.kept.append(Kept(candidate.kind.value, candidate.label, f"stack {holder} still holds it"))
         else:
             findings.leftovers.append(candidate)
+    for candidate in tagged:
+        if holder := history.holder(candidate):
+            findings.kept.append(Kept(candidate.kind.value, candidate.label, f"stack {holder} still holds it"))
+        elif retainer := history.retainer(candidate):
+            findings.leftovers.append(replace(candidate, marked_by=f"{candidate.marked_by}; retained by {retainer}"))
+        else:
+            findings.kept.append(Kept(candidate.kind.value, candidate.label, _not_retained(scope)))
     # sorted() is stable: within a kind the finders' order stands (buckets that receive access logs last).
     findings.leftovers.sort(key=lambda leftover: _ORDER[leftover.kind])
-    tagged = {candidate.name for candidate in candidates if candidate.kind is Kind.LOG_GROUP}
-    findings.notes.extend(_untagged_cluster_log_groups(session, scope, tagged))
+    tagged_groups = {candidate.name for candidate in tagged if candidate.kind is Kind.LOG_GROUP}
+    findings.notes.extend(_untagged_cluster_log_groups(session, scope, tagged_groups))
     return findings
+
+
+def _not_retained(scope: PlatformScope) -> str:
+    return (
+        f"tagged {scope.project_tags}, but no stack {scope.cluster}-* (live, or deleted in the last 90 days) retained "
+        "it: not made by this platform's stacks, or its stack was deleted longer ago; check it and delete it yourself"
+    )
 
 
 def ensure_cluster_is_gone(session: boto3.Session, scope: PlatformScope) -> None:
@@ -442,25 +460,57 @@ def _keys(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list
     return leftovers
 
 
-def _held_by_live_stacks(session: boto3.Session, scope: PlatformScope) -> dict[str, str]:
-    """Physical ids still held by a platform stack (named `<prefix>-...`) that is not deleted.
+@dataclass(frozen=True)
+class StackHistory:
+    """Physical ids the platform's stacks name: held by a stack that is not deleted, or retained by one.
 
-    A retained resource of a deleted stack, or one the stack skipped, is not held (DELETE_SKIPPED: a retained
-    resource of a stack whose deletion failed or is in progress).
+    Keys are physical ids as CloudFormation reports them: a bucket's or log group's name, a key's id, a secret's or
+    Prometheus workspace's ARN (each type's primary identifier in the CloudFormation resource schema).
     """
+
+    held: dict[str, str] = field(default_factory=dict)
+    retained: dict[str, str] = field(default_factory=dict)
+
+    def holder(self, leftover: Leftover) -> str | None:
+        return next((self.held[key] for key in _keys_of(leftover) if key in self.held), None)
+
+    def retainer(self, leftover: Leftover) -> str | None:
+        return next((self.retained[key] for key in _keys_of(leftover) if key in self.retained), None)
+
+
+def _keys_of(leftover: Leftover) -> tuple[str, ...]:
+    return tuple(key for key in (leftover.id, leftover.arn, leftover.name) if key)
+
+
+# A resource a stack still has; DELETE_SKIPPED is one a Retain/Snapshot policy kept out of the stack's deletion.
+_GONE_FROM_STACK = frozenset({"DELETE_COMPLETE", "DELETE_SKIPPED"})
+
+
+def stack_history(session: boto3.Session, scope: PlatformScope) -> StackHistory:
+    """What the platform's stacks (`<prefix>-<name>`, ops/target.py PLATFORM_STACKS, and their nested stacks) hold
+    or retained, deleted ones included: ListStacks returns deleted stacks for 90 days, and ListStackResources reads
+    a deleted stack's resources only by its unique stack id (CloudFormation API Reference, both actions)."""
     cloudformation = session.client("cloudformation")
-    held: dict[str, str] = {}
-    for page in cloudformation.get_paginator("list_stacks").paginate():
-        for stack in page["StackSummaries"]:
-            if not stack["StackName"].startswith(f"{scope.cluster}-") or stack["StackStatus"] == "DELETE_COMPLETE":
-                continue
-            resources = cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack["StackId"])
-            for resources_page in resources:
-                for resource in resources_page["StackResourceSummaries"]:
-                    physical = resource.get("PhysicalResourceId")
-                    if physical and resource["ResourceStatus"] not in ("DELETE_COMPLETE", "DELETE_SKIPPED"):
-                        held[physical] = stack["StackName"]
-    return held
+    names = {f"{scope.cluster}-{stack}" for stack in PLATFORM_STACKS}
+    summaries = [
+        summary for page in cloudformation.get_paginator("list_stacks").paginate() for summary in page["StackSummaries"]
+    ]
+    roots = {summary["StackId"] for summary in summaries if summary["StackName"] in names}
+    history = StackHistory()
+    for stack in summaries:
+        if stack["StackId"] not in roots and stack.get("RootId") not in roots:
+            continue
+        deleted = stack["StackStatus"] == "DELETE_COMPLETE"
+        for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack["StackId"]):
+            for resource in page["StackResourceSummaries"]:
+                physical = resource.get("PhysicalResourceId")
+                if not physical:
+                    continue
+                if resource["ResourceStatus"] == "DELETE_SKIPPED":
+                    history.retained.setdefault(physical, stack["StackName"])
+                elif not deleted and resource["ResourceStatus"] not in _GONE_FROM_STACK:
+                    history.held[physical] = stack["StackName"]
+    return history
 
 
 def _untagged_cluster_log_groups(session: boto3.Session, scope: PlatformScope, tagged: set[str]) -> list[str]:
