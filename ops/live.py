@@ -11,7 +11,11 @@ works on both paths.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -128,6 +132,13 @@ class Kube:
                 ) from None
             raise OpsError(f"the Kubernetes API at {self.host} answered HTTP {error.status}: {error.reason}") from None
         except Exception as error:
+            if _is_tls_error(error):
+                # The server did not prove it is the one the context's certificate authority (and tls-server-name)
+                # name: through a tunnel, it is another cluster's API server or not an API server at all.
+                raise OpsError(
+                    f"the Kubernetes API at {self.host} (kubeconfig context {self.context!r}) failed TLS verification "
+                    f"against the context's certificate authority: {_reason(error)}"
+                ) from None
             if _is_connection_error(error):
                 raise OpsError(
                     f"cannot reach the Kubernetes API at {self.host} (kubeconfig context {self.context!r}): "
@@ -188,6 +199,15 @@ def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
 
 
+def _is_tls_error(error: BaseException) -> bool:
+    """urllib3 wraps a failed handshake (ssl.SSLCertVerificationError) in its SSLError, inside a MaxRetryError."""
+    import ssl
+
+    import urllib3
+
+    return isinstance(error, ssl.SSLError) or isinstance(getattr(error, "reason", None), urllib3.exceptions.SSLError)
+
+
 def _reason(error: BaseException) -> str:
     """urllib3's `HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno 111] ...` (inside
     a MaxRetryError) without the connection object's repr."""
@@ -240,6 +260,133 @@ def _has_credentials(configuration: Any) -> bool:
 
 def same_endpoint(a: str, b: str) -> bool:
     return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+# --- the kubeconfig reaches this cluster, and no other ---------------------------------------------------------------
+TUNNEL_OPTION = "--tunnel"
+TUNNEL_EXAMPLE = "https://127.0.0.1:8443"
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def tunnel_url(value: str) -> str:
+    """`--tunnel`'s value: the https URL (host and port, nothing else) a kubeconfig's server is set to when it is the
+    local end of a tunnel to the cluster's endpoint. Plain http is refused: nothing could prove what answers."""
+    parts = urllib.parse.urlsplit(value.strip())
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or not port_ok
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise BadInputError(
+            f"{TUNNEL_OPTION} {value!r} is not an https URL of a host and port; give the kubeconfig's server at the "
+            f"local end of the tunnel, e.g. {TUNNEL_EXAMPLE}"
+        )
+    return value.strip().rstrip("/")
+
+
+def _certificates(pem: bytes) -> frozenset[bytes]:
+    """The DER bytes of each certificate in a PEM bundle, so line breaks and order do not matter."""
+    found = set()
+    for body in _PEM_CERTIFICATE.findall(pem):
+        try:
+            found.add(base64.b64decode(b"".join(body.split()), validate=True))
+        except binascii.Error:
+            continue
+    return frozenset(found)
+
+
+def _fingerprints(certificates: frozenset[bytes]) -> str:
+    """Each certificate as the start of its SHA-256 fingerprint (of the DER bytes, as `openssl x509 -fingerprint`)."""
+    return " and ".join(sorted(f"sha256:{hashlib.sha256(c).hexdigest()[:16]}" for c in certificates)) or "none"
+
+
+def require_cluster(kube: Kube, cluster: Mapping[str, Any], *, region: str, tunnel: str | None) -> None:
+    """Refuse a kubeconfig context that does not reach `cluster` (EKS DescribeCluster's `cluster`), before any request.
+
+    The context's server must be the cluster's endpoint, so a context left on another cluster is not checked by
+    mistake. With `tunnel` (`--tunnel URL`, e.g. SSM port forwarding to a private endpoint) the server may instead be
+    that URL, provided the TLS handshake can only succeed with this cluster's API server:
+    - the context trusts exactly the cluster's certificate authority (DescribeCluster `certificateAuthority.data`, a
+      base64 PEM: what `aws eks update-kubeconfig` writes as `certificate-authority-data`, aws-cli
+      `awscli/customizations/eks/update_kubeconfig.py` `get_cluster_entry`); every EKS cluster has its own CA;
+    - TLS is verified (no `insecure-skip-tls-verify`);
+    - `tls-server-name` is the endpoint's host, the name the API server's certificate carries. kubernetes 36.0.3
+      copies the field into `Configuration.tls_server_name` (`config/kube_config.py` `_load_cluster_info`), and its
+      REST client hands that to urllib3 as `server_hostname` (`client/rest.py`), which urllib3 2.x sends as SNI and
+      checks the certificate against (`urllib3/connection.py` `_ssl_wrap_socket_and_match_hostname`).
+    The handshake itself happens at the first request (`Kube.probe`).
+    """
+    endpoint = str(cluster.get("endpoint") or "")
+    name = str(cluster.get("name") or "")
+    if same_endpoint(kube.host, endpoint):
+        return
+    if tunnel is None:
+        raise BadInputError(
+            f"the kubeconfig context {kube.context!r} points at {kube.host}, not at the cluster {name} ({endpoint}); "
+            f"run `aws eks update-kubeconfig --name {name} --region {region}` or pass --kube-context, or, when "
+            f"{kube.host} is a tunnel to that endpoint, pass {TUNNEL_OPTION} {kube.host}"
+        )
+    where = f"{TUNNEL_OPTION} {tunnel}: the kubeconfig context {kube.context!r}"
+    if not same_endpoint(kube.host, tunnel):
+        raise BadInputError(
+            f"{where} points at {kube.host}, neither that tunnel nor the cluster {name}'s endpoint ({endpoint}); "
+            f"pass {TUNNEL_OPTION} with the context's server, or the --kube-context whose server is the tunnel"
+        )
+    configuration = kube.api_client.configuration
+    host = (urllib.parse.urlsplit(endpoint).hostname or "").lower()
+    if not configuration.verify_ssl:
+        raise BadInputError(
+            f"{where} sets insecure-skip-tls-verify, so nothing proves the tunnel reaches the cluster {name}; a "
+            "tunnel is accepted only with TLS verified against the cluster's certificate authority, with "
+            f"tls-server-name {host}"
+        )
+    server_name = str(configuration.tls_server_name or "")
+    if server_name.lower().rstrip(".") != host:
+        has = f"has tls-server-name {server_name!r}" if server_name else "has no tls-server-name"
+        raise BadInputError(
+            f"{where} {has}; a tunnel is accepted only with tls-server-name {host}, the host of the cluster {name}'s "
+            f"endpoint (kubectl config set-cluster <its cluster> --tls-server-name {host})"
+        )
+    expected = _certificates(_decoded((cluster.get("certificateAuthority") or {}).get("data")))
+    trusted = _trusted_certificates(configuration.ssl_ca_cert)
+    if not expected or trusted != expected:
+        has = (
+            f"trusts the certificate {'authority' if len(trusted) == 1 else 'authorities'} {_fingerprints(trusted)}"
+            if trusted
+            else "names no certificate authority"
+        )
+        raise BadInputError(
+            f"{where} {has}; a tunnel is accepted only when the context trusts exactly the cluster {name}'s CA, "
+            f"{_fingerprints(expected)} (DescribeCluster certificateAuthority), as `aws eks update-kubeconfig --name "
+            f"{name}` writes it into certificate-authority-data"
+        )
+
+
+def _decoded(data: Any) -> bytes:
+    try:
+        return base64.b64decode(str(data or ""), validate=True)
+    except binascii.Error:
+        return b""
+
+
+def _trusted_certificates(ca_file: str | None) -> frozenset[bytes]:
+    """The certificates in the CA file the client verifies the server with: the kubeconfig's `certificate-authority`,
+    or the temporary file the client writes `certificate-authority-data` to (kubernetes 36.0.3 `FileOrData.as_file`).
+    None means the system's trust store, which is not the cluster's CA."""
+    if not ca_file:
+        return frozenset()
+    try:
+        return _certificates(Path(ca_file).read_bytes())
+    except OSError as error:
+        raise OpsError(f"cannot read the kubeconfig's certificate authority {ca_file}: {error}", exit_code=2) from None
 
 
 def stack_outputs(aws: AwsClients, stack: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ from ops.checks import (
     skipped,
 )
 from ops.errors import BadInputError, OpsError
+from ops.live import tunnel_url
 from ops.target import accelerator_pool, load_platform_config
 from ops.verify import (
     CdkJsonOption,
@@ -50,6 +51,7 @@ from ops.verify import (
     PrometheusUrlOption,
     RegionOption,
     TimeoutOption,
+    TunnelOption,
     open_target,
     run_checks,
 )
@@ -530,6 +532,7 @@ def readiness(
     region: RegionOption = None,
     kubeconfig: KubeconfigOption = None,
     kube_context: KubeContextOption = None,
+    tunnel: TunnelOption = None,
     prometheus_url: PrometheusUrlOption = None,
     gateway_url: GatewayUrlOption = None,
     timeout: TimeoutOption = 15.0,
@@ -541,6 +544,8 @@ def readiness(
     cluster with --live. Exits 1 when an item fails.
     """
     config = load_platform_config(env, overrides or [], cdk_json)
+    # A malformed --tunnel is bad input (exit 2), not a live item that failed.
+    tunnel = tunnel_url(tunnel) if tunnel is not None else None
     synth = load_synth(config, cdk_out, dist)
     results = Checklist(synth, config).run()
     if live:
@@ -552,6 +557,7 @@ def readiness(
             prometheus_url=prometheus_url,
             gateway_url=gateway_url,
             timeout=timeout,
+            tunnel=tunnel,
         )
     if json_output:
         typer.echo(render_json("readiness", results, env=config.env_name, live=live))

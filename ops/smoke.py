@@ -27,6 +27,7 @@ from ops.live import (
     chat_completion,
     gateway_master_key,
     stack_outputs,
+    tunnel_url,
 )
 from ops.target import GATEWAY_ADDRESS_OUTPUT, LITELLM, LITELLM_SERVICE_PORT, MASTER_KEY_OUTPUT, load_platform_config
 from ops.target import stack_name as stack_of
@@ -39,6 +40,7 @@ from ops.verify import (
     OverrideOption,
     RegionOption,
     TimeoutOption,
+    TunnelOption,
     open_cluster,
 )
 from platform_config import namespaces as ns
@@ -83,6 +85,7 @@ def smoke(
     region: RegionOption = None,
     kubeconfig: KubeconfigOption = None,
     kube_context: KubeContextOption = None,
+    tunnel: TunnelOption = None,
     gateway_url: GatewayUrlOption = None,
     prompt: Annotated[str, typer.Option("--prompt", help="What to ask the model.")] = "Say hello.",
     timeout: TimeoutOption = 60.0,
@@ -99,6 +102,7 @@ def smoke(
     if not config.gateway.enabled:
         raise BadInputError(f"--env {env}: gateway.enabled is false, so there is no gateway to send a completion to")
     direct = UrlEndpoint(gateway_url, timeout=timeout, option="--gateway-url") if gateway_url else None
+    tunnel = tunnel_url(tunnel) if tunnel is not None else None
     aws = verify_command.make_aws_clients(region)
 
     gateway_outputs = stack_outputs(aws, stack_of(config, "gateway"))
@@ -111,7 +115,9 @@ def smoke(
         endpoint = direct
         steps.done(f"gateway: {direct.description} (--gateway-url)")
     else:
-        cluster, kube = open_cluster(config, aws, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout)
+        cluster, kube = open_cluster(
+            config, aws, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout, tunnel=tunnel
+        )
         endpoint = kube.service(ns.GATEWAY, LITELLM, LITELLM_SERVICE_PORT)
         alb = _alb_address(kube)
         # With a certificate the ALB listens on HTTPS 443 only (k8s/gateway.py listen-ports), for the certificate's

@@ -6,7 +6,9 @@ request that is not a read is one chat completion through the gateway (`--no-com
 
 The environment is named as for `cdk deploy` (`--env`, `-c KEY=VALUE`), so the cluster is `<name>-<env>` and the
 keys are that prefix's aliases. The kubeconfig's context must point at that cluster's endpoint: a context left on
-another cluster is refused rather than checked.
+another cluster is refused rather than checked. A tunnel to a private endpoint (`--tunnel URL`) is accepted when the
+context pins the cluster's own certificate authority and names the endpoint's host as `tls-server-name`
+(`ops.live.require_cluster`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from ops.live import (
     chat_completion,
     connect,
     gateway_master_key,
-    same_endpoint,
+    require_cluster,
+    tunnel_url,
 )
 from ops.target import (
     BUILT_IN_POOLS,
@@ -508,18 +511,20 @@ def describe_cluster(aws: AwsClients, config: PlatformConfig) -> dict[str, Any]:
 
 
 def open_cluster(
-    config: PlatformConfig, aws: AwsClients, *, kubeconfig: Path | None, kube_context: str | None, timeout: float
+    config: PlatformConfig,
+    aws: AwsClients,
+    *,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    timeout: float,
+    tunnel: str | None = None,
 ) -> tuple[dict[str, Any], Kube]:
-    """The environment's cluster in EKS, and a Kubernetes client for that cluster (a context on another is refused)."""
+    """The environment's cluster in EKS, and a Kubernetes client for that cluster (a context on another is refused;
+    `tunnel` accepts a tunnel to its endpoint, see `ops.live.require_cluster`)."""
+    tunnel = tunnel_url(tunnel) if tunnel is not None else None
     cluster = describe_cluster(aws, config)
     kube = connect(kubeconfig, kube_context, timeout=timeout)
-    endpoint = str(cluster.get("endpoint") or "")
-    if not same_endpoint(kube.host, endpoint):
-        raise BadInputError(
-            f"the kubeconfig context {kube.context!r} points at {kube.host}, not at the cluster {config.prefix} "
-            f"({endpoint}); run `aws eks update-kubeconfig --name {config.prefix} --region {aws.region}` or pass "
-            "--kube-context"
-        )
+    require_cluster(kube, cluster, region=aws.region, tunnel=tunnel)
     kube.probe()
     return cluster, kube
 
@@ -534,11 +539,14 @@ def open_target(
     gateway_url: str | None,
     timeout: float,
     completion: bool = True,
+    tunnel: str | None = None,
 ) -> Target:
     """Reach the environment: its cluster in EKS, then the Kubernetes API of that cluster (and no other)."""
     prometheus = UrlEndpoint(prometheus_url, timeout=timeout, option="--prometheus-url") if prometheus_url else None
     gateway = UrlEndpoint(gateway_url, timeout=timeout, option="--gateway-url") if gateway_url else None
-    cluster, kube = open_cluster(config, aws, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout)
+    cluster, kube = open_cluster(
+        config, aws, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout, tunnel=tunnel
+    )
     return Target(
         config=config,
         aws=aws,
@@ -572,6 +580,16 @@ KubeconfigOption = Annotated[
     Path | None, typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
 ]
 KubeContextOption = Annotated[str | None, typer.Option("--kube-context", help="Kubeconfig context (default: current).")]
+TunnelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tunnel",
+        metavar="URL",
+        help="The context's server when it is a tunnel to the cluster's private endpoint (e.g. SSM port forwarding: "
+        "https://127.0.0.1:8443); accepted only if the context trusts exactly the cluster's CA and sets "
+        "tls-server-name to the endpoint's host.",
+    ),
+]
 PrometheusUrlOption = Annotated[
     str | None,
     typer.Option("--prometheus-url", help="Prometheus base URL (default: the API server's service proxy)."),
@@ -594,6 +612,7 @@ def verify(
     region: RegionOption = None,
     kubeconfig: KubeconfigOption = None,
     kube_context: KubeContextOption = None,
+    tunnel: TunnelOption = None,
     prometheus_url: PrometheusUrlOption = None,
     gateway_url: GatewayUrlOption = None,
     completion: Annotated[
@@ -617,6 +636,7 @@ def verify(
         gateway_url=gateway_url,
         timeout=timeout,
         completion=completion,
+        tunnel=tunnel,
     )
     started = time.monotonic()
     results = run_checks(target, None if json_output else Console(stderr=True))

@@ -25,12 +25,18 @@ A Service without a registered target answers 503 ("no endpoints available"), as
 
 Every request is recorded in `requests` (method, path, query) so a test can assert what was asked and that
 nothing was written. `fail(prefix, status)` makes requests under a path answer an error Status (e.g. 403).
+
+TLS: with `tls=(certificate file, key file)` the server speaks only HTTPS, with that certificate (e.g. one a test CA
+issued for an EKS endpoint's host, tests/tls_identity.py), so the real client's certificate and server-name checks
+run; `write_kubeconfig` then takes the CA, `tls-server-name` and `insecure-skip-tls-verify` to put in the context.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import ssl
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -171,8 +177,15 @@ class FakeKubeApi:
         "platform": "linux/amd64",
     }
 
-    def __init__(self, objects: Iterable[Mapping[str, Any]] = (), *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        objects: Iterable[Mapping[str, Any]] = (),
+        *,
+        token: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.token = token or secrets.token_hex(16)
+        self.tls = tls
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -237,11 +250,18 @@ class FakeKubeApi:
     def url(self) -> str:
         assert self._server is not None, "start the server first (use it as a context manager)"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> FakeKubeApi:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            # The handshake runs in the request's thread (on its first read), not in the accept loop.
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         # A short poll interval: shutdown() waits for the loop to notice, 0.5 s by default.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-kube-api", daemon=True
@@ -263,12 +283,28 @@ class FakeKubeApi:
     ) -> None:
         self.stop()
 
-    def write_kubeconfig(self, path: Path, *, context: str = "fake") -> Path:
-        """A kubeconfig whose current context reaches this server with its bearer token."""
+    def write_kubeconfig(
+        self,
+        path: Path,
+        *,
+        context: str = "fake",
+        ca_data: str | None = None,
+        tls_server_name: str | None = None,
+        insecure: bool = False,
+    ) -> Path:
+        """A kubeconfig whose current context reaches this server with its bearer token (and, over TLS, the
+        `certificate-authority-data`, `tls-server-name` and `insecure-skip-tls-verify` given)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if ca_data is not None:
+            cluster["certificate-authority-data"] = ca_data
+        if tls_server_name is not None:
+            cluster["tls-server-name"] = tls_server_name
+        if insecure:
+            cluster["insecure-skip-tls-verify"] = True
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": context, "user": {"token": self.token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
             "current-context": context,
@@ -399,6 +435,14 @@ class FakeKubeApi:
     @staticmethod
     def _json(status: int, payload: Mapping[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", json.dumps(payload).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that refused the server's certificate ends the handshake: that is the test's point, not an
+        error to print."""
+        if not isinstance(sys.exc_info()[1], ssl.SSLError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:

@@ -13,11 +13,12 @@ import pytest
 import typer
 
 from ops.cli import run
-from ops.readiness import Checklist, Synth, load_synth, readiness
+from ops.readiness import Checklist, Synth, live_items, load_synth, readiness
 from ops.target import load_platform_config
 from tests.conftest import Synthesized
 from tests.fake_kube_api import FakeKubeApi
-from tests.test_ops_verify import World, build_world, fake_aws_account
+from tests.test_ops_verify import ENDPOINT, SERVER_NAME, World, build_world, fake_aws_account
+from tests.tls_identity import cluster_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -293,3 +294,33 @@ def test_live_adds_verifys_checks_or_says_why_it_could_not(
     assert live["live: IMDSv2 required, hop limit 1"] == "pass"
     assert live["live: network policy enforcement on"] == "pass"
     assert len(live) == 14
+
+
+def test_live_items_reach_the_cluster_through_a_tunnel(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--live --tunnel: verify's checks through a tunnel whose context pins the cluster's CA and server name."""
+    identity = cluster_identity(world.tmp / "tls", SERVER_NAME)
+    world.cluster["certificateAuthority"] = {"data": identity.ca_data}
+    # Each call gets fresh Stubber-backed clients.
+    monkeypatch.setattr("ops.verify.make_aws_clients", lambda region: world.aws(ENDPOINT))
+    config = load_platform_config("dev", [], ROOT / "cdk.json")
+    with world.serving(tls=identity) as (fake, _):
+        kubeconfig = fake.write_kubeconfig(world.tmp / "kc", ca_data=identity.ca_data, tls_server_name=SERVER_NAME)
+        reach = {"kubeconfig": kubeconfig, "kube_context": None, "prometheus_url": None, "gateway_url": None}
+        refused = live_items(config, region=None, timeout=5, **reach)
+        items = live_items(config, region=None, timeout=5, tunnel=fake.url, **reach)
+        url = fake.url
+    assert [(i.name, i.status) for i in refused] == [("live: cluster reachable", "fail")]
+    assert f"pass --tunnel {url}" in refused[0].evidence
+    assert {i.status for i in items} == {"pass"}, items
+    assert len(items) == 14
+
+
+def test_a_malformed_tunnel_is_bad_input_before_anything_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _readiness("--env", "dev", "--cdk-out", str(tmp_path / "none"), "--live", "--tunnel", "127.0.0.1:8443")
+    assert code == 2
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: --tunnel '127.0.0.1:8443' is not an https URL of a host and port; give the kubeconfig's server at the "
+        "local end of the tunnel, e.g. https://127.0.0.1:8443"
+    )

@@ -13,7 +13,16 @@ import typer
 from ops.cli import run
 from ops.smoke import smoke
 from tests.stub_http import StubHttp
-from tests.test_ops_verify import ALB_HOSTNAME, MASTER_KEY, World, build_world, fake_aws_account
+from tests.test_ops_verify import (
+    ALB_HOSTNAME,
+    ENDPOINT,
+    MASTER_KEY,
+    SERVER_NAME,
+    World,
+    build_world,
+    fake_aws_account,
+)
+from tests.tls_identity import cluster_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,6 +122,30 @@ def test_a_failed_completion_stops_at_step_5_without_the_key(
     assert code == 1
     assert "smoke test stopped at step 5: completion from llama-3.1-8b-instruct: HTTP 500" in captured.err
     assert MASTER_KEY not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("option", [True, False], ids=["with --tunnel", "without"])
+def test_a_tunnel_to_a_private_endpoint_needs_the_option(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], option: bool
+) -> None:
+    """smoke shares verify's check of the kubeconfig: a context whose server is a tunnel, with the cluster's CA and
+    the endpoint's host as tls-server-name, is used with --tunnel and refused without it (exit 2)."""
+    identity = cluster_identity(world.tmp / "tls", SERVER_NAME)
+    world.cluster["certificateAuthority"] = {"data": identity.ca_data}
+    with world.serving(tls=identity) as (fake, _):
+        kubeconfig = fake.write_kubeconfig(world.tmp / "kc", ca_data=identity.ca_data, tls_server_name=SERVER_NAME)
+        tunnel = ["--tunnel", fake.url] if option else []
+        code = _smoke(world, monkeypatch, ENDPOINT, "--kubeconfig", str(kubeconfig), *tunnel)
+        url = fake.url
+    captured = capsys.readouterr()
+    if option:
+        assert code == 0, captured.err
+        assert _lines(captured.out)[2].startswith("3. gateway: service proxy gateway/litellm:80 on cluster genai-dev;")
+        assert _lines(captured.out)[4].endswith("(3 tokens): 'Hello!'")
+    else:
+        assert code == 2
+        assert f"when {url} is a tunnel to that endpoint, pass --tunnel {url}" in " ".join(captured.err.split())
+        assert world.kube_requests == []
 
 
 def test_without_a_gateway_there_is_nothing_to_smoke_test(capsys: pytest.CaptureFixture[str]) -> None:

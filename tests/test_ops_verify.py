@@ -6,6 +6,7 @@ thing in it is broken."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from ops.verify import open_target, run_checks, verify
 from tests.conftest import Synthesized, resources_of
 from tests.fake_kube_api import FakeKubeApi
 from tests.stub_http import StubHttp, StubRequest
+from tests.tls_identity import TlsIdentity, cluster_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "genai-ops"
@@ -263,8 +265,9 @@ class World:
         }
 
     @contextmanager
-    def serving(self) -> Iterator[tuple[FakeKubeApi, StubHttp]]:
-        """The cluster's API server with Prometheus and LiteLLM stubs behind its service proxy: (API, LiteLLM)."""
+    def serving(self, tls: TlsIdentity | None = None) -> Iterator[tuple[FakeKubeApi, StubHttp]]:
+        """The cluster's API server with Prometheus and LiteLLM stubs behind its service proxy: (API, LiteLLM); over
+        HTTPS with `tls`'s server certificate."""
         routes_prometheus = {("GET", "/api/v1/query"): self._prometheus}
         routes_gateway = {
             ("GET", "/health/readiness"): lambda r: self.readiness,
@@ -273,7 +276,7 @@ class World:
         with (
             StubHttp(routes_prometheus) as prometheus,
             StubHttp(routes_gateway) as gateway,
-            FakeKubeApi(self.objects) as fake,
+            FakeKubeApi(self.objects, tls=(tls.cert_file, tls.key_file) if tls else None) as fake,
         ):
             fake.serve("keda.sh/v1alpha1", "ScaledObject")
             fake.proxy_service("observability", "prometheus-server", prometheus.url)
@@ -708,6 +711,203 @@ def test_a_kubeconfig_on_another_cluster_is_refused(
     assert code == 2
     assert "the kubeconfig context 'other-cluster' points at http://127.0.0.1:" in err
     assert "aws eks update-kubeconfig --name genai-dev --region us-west-2" in err
+    assert "pass --tunnel http://127.0.0.1:" in err
+
+
+# --- a tunnel to a private endpoint (SSM port forwarding to the endpoint's host) ---------------------------------
+# An EKS endpoint as DescribeCluster gives it (upper-case hex, EKS User Guide cluster-endpoint); the kubeconfig names
+# its host in lower case, as DNS names compare.
+ENDPOINT_HOST = "0123456789ABCDEF0123456789ABCDEF.gr7.us-west-2.eks.amazonaws.com"
+ENDPOINT = f"https://{ENDPOINT_HOST}"
+SERVER_NAME = ENDPOINT_HOST.lower()
+
+
+@dataclass(frozen=True)
+class Identities:
+    cluster: TlsIdentity  # the cluster's CA, and its API server's certificate for the endpoint's host
+    other: TlsIdentity  # another cluster's CA, with a certificate for the same host name
+
+
+@pytest.fixture(scope="module")
+def identities(tmp_path_factory: pytest.TempPathFactory) -> Identities:
+    directory = tmp_path_factory.mktemp("tls")
+    return Identities(
+        cluster_identity(directory / "cluster", SERVER_NAME),
+        cluster_identity(directory / "other", SERVER_NAME, ca_name="another-cluster"),
+    )
+
+
+def _fingerprint(pem: bytes) -> str:
+    """As `openssl x509 -noout -fingerprint -sha256`, lower case without colons, first 16 digits."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    return "sha256:" + x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()[:16]
+
+
+def test_a_tunnel_to_the_endpoint_is_checked_with_the_clusters_ca_and_server_name(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], identities: Identities
+) -> None:
+    """The kubeconfig's server is the tunnel's local end; the real client verifies the API server's certificate
+    against the cluster's CA for the endpoint's host (its tls-server-name), and every check runs through it."""
+    world.cluster["certificateAuthority"] = {"data": identities.cluster.ca_data}
+    _hand_clients(world, monkeypatch, ENDPOINT)
+    with world.serving(tls=identities.cluster) as (fake, _):
+        assert fake.url.startswith("https://127.0.0.1:")
+        kubeconfig = fake.write_kubeconfig(
+            world.tmp / "kubeconfig", context="tunnel", ca_data=identities.cluster.ca_data, tls_server_name=SERVER_NAME
+        )
+        code = _verify(kubeconfig, "--tunnel", fake.url + "/")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "14 passed" in captured.out
+    assert world.kube_requests[0].path == "/version"
+    assert [r for r in world.gateway_requests if r.method == "POST"]  # the completion went through the tunnel too
+
+
+def test_a_tunnel_without_the_option_is_refused_and_the_message_names_the_option(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], identities: Identities
+) -> None:
+    world.cluster["certificateAuthority"] = {"data": identities.cluster.ca_data}
+    _hand_clients(world, monkeypatch, ENDPOINT)
+    with FakeKubeApi(tls=(identities.cluster.cert_file, identities.cluster.key_file)) as fake:
+        kubeconfig = fake.write_kubeconfig(
+            world.tmp / "kubeconfig", context="tunnel", ca_data=identities.cluster.ca_data, tls_server_name=SERVER_NAME
+        )
+        code = _verify(kubeconfig)
+        assert fake.requests == []
+        url = fake.url
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert err == (
+        f"error: the kubeconfig context 'tunnel' points at {url}, not at the cluster genai-dev ({ENDPOINT}); run "
+        "`aws eks update-kubeconfig --name genai-dev --region us-west-2` or pass --kube-context, or, when "
+        f"{url} is a tunnel to that endpoint, pass --tunnel {url}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig_ca", "server_name", "insecure", "tunnel_is_the_server", "message"),
+    [
+        pytest.param(
+            "other",
+            SERVER_NAME,
+            False,
+            True,
+            "trusts the certificate authority {other}; a tunnel is accepted only when the context trusts exactly the "
+            "cluster genai-dev's CA, {cluster} (DescribeCluster certificateAuthority), as `aws eks update-kubeconfig "
+            "--name genai-dev` writes it into certificate-authority-data",
+            id="another cluster's CA",
+        ),
+        pytest.param(
+            "both",
+            SERVER_NAME,
+            False,
+            True,
+            "trusts the certificate authorities {both}; a tunnel is accepted only when the context trusts exactly",
+            id="the cluster's CA and another",
+        ),
+        pytest.param(
+            None,
+            SERVER_NAME,
+            False,
+            True,
+            "names no certificate authority; a tunnel is accepted only when the context trusts exactly",
+            id="no CA: the system trust store",
+        ),
+        pytest.param(
+            "cluster",
+            None,
+            False,
+            True,
+            f"has no tls-server-name; a tunnel is accepted only with tls-server-name {SERVER_NAME}, the host of the "
+            f"cluster genai-dev's endpoint (kubectl config set-cluster <its cluster> --tls-server-name {SERVER_NAME})",
+            id="no tls-server-name",
+        ),
+        pytest.param(
+            "cluster",
+            "kubernetes",
+            False,
+            True,
+            f"has tls-server-name 'kubernetes'; a tunnel is accepted only with tls-server-name {SERVER_NAME}",
+            id="another tls-server-name",
+        ),
+        pytest.param(
+            "cluster",
+            SERVER_NAME,
+            True,
+            True,
+            "sets insecure-skip-tls-verify, so nothing proves the tunnel reaches the cluster genai-dev",
+            id="insecure-skip-tls-verify",
+        ),
+        pytest.param(
+            "cluster",
+            SERVER_NAME,
+            False,
+            False,
+            f"points at {{url}}, neither that tunnel nor the cluster genai-dev's endpoint ({ENDPOINT})",
+            id="the option names another server",
+        ),
+    ],
+)
+def test_a_tunnel_is_refused_unless_the_context_pins_the_clusters_ca_and_server_name(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    identities: Identities,
+    kubeconfig_ca: str | None,
+    server_name: str | None,
+    insecure: bool,
+    tunnel_is_the_server: bool,
+    message: str,
+) -> None:
+    world.cluster["certificateAuthority"] = {"data": identities.cluster.ca_data}
+    _hand_clients(world, monkeypatch, ENDPOINT)
+    ca_pem = {
+        "cluster": identities.cluster.ca_pem,
+        "other": identities.other.ca_pem,
+        "both": identities.cluster.ca_pem + identities.other.ca_pem,
+    }
+    with FakeKubeApi(tls=(identities.cluster.cert_file, identities.cluster.key_file)) as fake:
+        url = fake.url
+        tunnel = url if tunnel_is_the_server else "https://127.0.0.1:8443"
+        kubeconfig = fake.write_kubeconfig(
+            world.tmp / "kubeconfig",
+            context="tunnel",
+            ca_data=base64.b64encode(ca_pem[kubeconfig_ca]).decode() if kubeconfig_ca else None,
+            tls_server_name=server_name,
+            insecure=insecure,
+        )
+        code = _verify(kubeconfig, "--tunnel", tunnel)
+        assert fake.requests == []  # refused before anything was sent
+    err = " ".join(capsys.readouterr().err.split())
+    cluster, other = _fingerprint(identities.cluster.ca_pem), _fingerprint(identities.other.ca_pem)
+    expected = message.format(cluster=cluster, other=other, both=" and ".join(sorted([cluster, other])), url=url)
+    assert code == 2
+    assert err.startswith(f"error: --tunnel {tunnel}: the kubeconfig context 'tunnel' {expected}"), err
+
+
+def test_a_tunnel_to_another_clusters_api_server_fails_the_tls_handshake(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], identities: Identities
+) -> None:
+    """The context pins the cluster's CA and server name, but the tunnel ends at an API server whose certificate
+    another cluster's CA issued (for the same host name): the handshake fails, no request is sent, exit 1."""
+    world.cluster["certificateAuthority"] = {"data": identities.cluster.ca_data}
+    _hand_clients(world, monkeypatch, ENDPOINT)
+    with FakeKubeApi(tls=(identities.other.cert_file, identities.other.key_file)) as fake:
+        kubeconfig = fake.write_kubeconfig(
+            world.tmp / "kubeconfig", context="tunnel", ca_data=identities.cluster.ca_data, tls_server_name=SERVER_NAME
+        )
+        code = _verify(kubeconfig, "--tunnel", fake.url)
+        assert fake.requests == []
+        url = fake.url
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1
+    assert err.startswith(
+        f"error: the Kubernetes API at {url} (kubeconfig context 'tunnel') failed TLS verification against the "
+        "context's certificate authority: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get "
+        "local issuer certificate"
+    ), err
 
 
 @pytest.mark.parametrize(
@@ -717,6 +917,9 @@ def test_a_kubeconfig_on_another_cluster_is_refused(
         (["-c", "vpc.max_azs=7"], "vpc.max_azs"),
         (["-c", "novalue"], "error: -c 'novalue': expected KEY=VALUE"),
         (["--gateway-url", "localhost:4000"], "error: --gateway-url 'localhost:4000' is not an http(s) URL"),
+        (["--tunnel", "127.0.0.1:8443"], "error: --tunnel '127.0.0.1:8443' is not an https URL of a host and port"),
+        (["--tunnel", "http://127.0.0.1:8443"], "error: --tunnel 'http://127.0.0.1:8443' is not an https URL"),
+        (["--tunnel", "https://127.0.0.1:8443/k8s"], "error: --tunnel 'https://127.0.0.1:8443/k8s' is not an https"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_2(args: list[str], message: str) -> None:
