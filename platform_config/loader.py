@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from platform_config.delivery import DeliverySettings
 from platform_config.model import PlatformConfig
 
 DEFAULT_ENV = "dev"
@@ -60,15 +61,35 @@ def load_config(context: Mapping[str, Any]) -> PlatformConfig:
         raise ConfigError(f"invalid configuration for env {env_name!r}:\n  - " + "\n  - ".join(lines)) from None
 
 
+def load_delivery_settings(context: Mapping[str, Any]) -> DeliverySettings:
+    """The `delivery` section of the context plus `-c delivery.KEY=VALUE` overrides, or a ConfigError."""
+    section = context.get("delivery") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"delivery: must be a mapping of settings (got {section!r})")
+    raw: dict[str, Any] = copy.deepcopy(dict(section))
+    for key, value in context.items():
+        if key.startswith("delivery."):
+            _set_path(raw, key.split(".")[1:], _parse_cli_value(value))
+    try:
+        return DeliverySettings.model_validate(raw)
+    except ValidationError as error:
+        lines = [_describe(err, root=DeliverySettings, prefix="delivery") for err in error.errors()]
+        raise ConfigError("invalid delivery configuration:\n  - " + "\n  - ".join(lines)) from None
+
+
 def _is_platform_key(key: str) -> bool:
     """A `-c section.key=value` override. CDK's own context keys never look like that: they carry a
     prefix with '@', '/' or ':' (`@aws-cdk/core:...`, `aws:cdk:...`, `availability-zones:...`)."""
     return "." in key and not any(mark in key for mark in "@/:")
 
 
+# Context sections that are not one environment's: `delivery` (load_delivery_settings).
+_APP_SECTIONS = ("delivery",)
+
+
 def _unknown_section(key: str) -> str | None:
     section = key.split(".", 1)[0]
-    if section in PlatformConfig.model_fields:
+    if section in PlatformConfig.model_fields or section in _APP_SECTIONS:
         return None
     sections = sorted(name for name in PlatformConfig.model_fields if name != "env_name")
     close = [name for name in sections if name.lower() == section.lower()]
@@ -98,12 +119,12 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _describe(err: Any) -> str:
+def _describe(err: Any, root: type[BaseModel] = PlatformConfig, prefix: str = "") -> str:
     """One line per error: the dotted key, what is wrong and what is allowed, and the value given."""
     loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc) or "config"
+    key = ".".join([prefix, *loc] if prefix else loc) or prefix or "config"
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(_model_at(loc[:-1]).model_fields))
+        allowed = ", ".join(sorted(_model_at(loc[:-1], root).model_fields))
         return f"{key}: unknown key; allowed keys here: {allowed}"
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
@@ -120,9 +141,9 @@ def _describe(err: Any) -> str:
     return f"{key}: {message} (got {err['input']!r})"
 
 
-def _model_at(loc: list[str]) -> type[BaseModel]:
+def _model_at(loc: list[str], root: type[BaseModel] = PlatformConfig) -> type[BaseModel]:
     """The settings class that a location points into (for listing its allowed keys)."""
-    model: type[BaseModel] = PlatformConfig
+    model: type[BaseModel] = root
     for part in loc:
         if part.isdigit():
             continue

@@ -11,6 +11,7 @@ Every expected value below is written out here, never taken from ops.cleanup.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,12 +224,19 @@ def build_scenario(session: boto3.Session, stacks: RecordedStacks) -> Account:
     ]
 
     # The final Aurora snapshot a SNAPSHOT removal policy took: tagged like a leftover, a backup kept on purpose.
+    # Its cluster was encrypted with a key the foundation stack retained (prod's data key), which must stay with it.
     rds = session.client("rds")
+    snapshot_key = kms.create_key(
+        Description="genai-dev: model bucket, gateway database and secrets",
+        Tags=[{"TagKey": k, "TagValue": v} for k, v in PLATFORM.items()],
+    )["KeyMetadata"]
     rds.create_db_cluster(
         DBClusterIdentifier="genai-dev-gateway-db",
         Engine="aurora-postgresql",
         MasterUsername="litellm",
         MasterUserPassword="not-a-real-password",
+        StorageEncrypted=True,
+        KmsKeyId=snapshot_key["Arn"],
     )
     others["snapshots"] = [
         rds.create_db_cluster_snapshot(
@@ -317,7 +325,7 @@ def build_scenario(session: boto3.Session, stacks: RecordedStacks) -> Account:
     ours["keys"] = [key(PLATFORM)]
     pending_key = key(PLATFORM)
     kms.schedule_key_deletion(KeyId=pending_key, PendingWindowInDays=7)
-    others["keys"] = [key({"project": "other", "environment": "dev"}), key({})]
+    others["keys"] = [key({"project": "other", "environment": "dev"}), key({}), snapshot_key["KeyId"]]
 
     # CloudFormation's history: the platform's deleted stacks and what each retained (DELETE_SKIPPED; physical ids as
     # CloudFormation reports them: a bucket's and log group's name, a key's id, a secret's and workspace's ARN).
@@ -328,6 +336,7 @@ def build_scenario(session: boto3.Session, stacks: RecordedStacks) -> Account:
             ("ClusterLogGroup", f"/aws/eks/{CLUSTER}/cluster", "AWS::Logs::LogGroup", "DELETE_SKIPPED"),
             ("Cluster", CLUSTER, "AWS::EKS::Cluster", "DELETE_COMPLETE"),
             ("OldKey", pending_key, "AWS::KMS::Key", "DELETE_COMPLETE"),
+            ("DataKey", snapshot_key["KeyId"], "AWS::KMS::Key", "DELETE_SKIPPED"),
         ],
     )
     # A nested stack of a platform stack (ListStacks names its root): what it retained is the platform's too.
@@ -507,6 +516,14 @@ def test_tagged_resources_count_only_when_a_platform_stack_retained_them(
         "project=genai, environment=dev; retained by genai-dev-foundation-KeysNestedStack-1X2Y3Z"
     )
     assert why[account.ours["security groups"][0]] == f"eks:eks-cluster-name={CLUSTER}"  # Auto Mode's: no stack
+    # The retained data key encrypts the kept final snapshot: scheduling its deletion would make the backup
+    # unrestorable, so it stays with the snapshot.
+    data_key = account.others["keys"][2]
+    assert data_key not in why
+    assert kept[f"genai-dev: model bucket, gateway database and secrets ({data_key})"] == (
+        "encrypts the kept Aurora snapshot genai-dev-gateway-db-final, which cannot be restored once the key is "
+        f"deleted: after deleting the snapshot, `aws kms schedule-key-deletion --key-id {data_key}`"
+    )
     # A deleted stack is read by its id (by name AWS answers "does not exist"); other stacks are not read at all.
     read = [parameters["StackName"] for name, parameters in stacks.calls if name == "ListStackResources"]
     assert all(stack_id.startswith(f"arn:aws:cloudformation:{REGION}:") for stack_id in read)
@@ -654,6 +671,46 @@ def test_a_rule_in_a_group_not_the_platforms_is_never_changed_and_named(
     assert inventory(aws) == expected
     after = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [foreign]}])
     assert after["SecurityGroupRules"] == foreign_rules["SecurityGroupRules"]
+
+
+def test_a_revoked_rule_ec2_still_reports_is_waited_out_not_taken_for_a_foreign_one(
+    aws: boto3.Session, stacks: RecordedStacks
+) -> None:
+    """EC2 is eventually consistent (EC2 Developer Guide, eventual-consistency): right after a rule is revoked,
+    DescribeSecurityGroups and DeleteSecurityGroup can still see it. Here the revocation takes effect only after
+    the first wait: the deletion is retried, and the leftover cluster group is never named as a foreign one."""
+    account = build_scenario(aws, stacks)
+    alb_group, cluster_group = account.ours["security groups"]
+    pending: list[dict[str, Any]] = []
+
+    def keep_parameters(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["revoke_parameters"] = dict(params)
+
+    def revoke_later(context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        pending.append(context["revoke_parameters"])
+        return AWSResponse(None, 200, {}, None), {"Return": True}
+
+    aws.events.register("before-parameter-build.ec2.RevokeSecurityGroupIngress", keep_parameters)
+    aws.events.register("before-call.ec2.RevokeSecurityGroupIngress", revoke_later)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        # The lag ends: the revocation reaches EC2 (a session without the handlers above).
+        for parameters in pending:
+            boto3.client("ec2", region_name=REGION).revoke_security_group_ingress(**parameters)
+        pending.clear()
+
+    before = inventory(aws)
+    scope = cleanup.PlatformScope(project="genai", environment="dev", cluster=CLUSTER, region=REGION)
+    settings = cleanup.DeletionSettings(dependency_timeout_seconds=600, poll_seconds=15, sleep=sleep)
+    out = io.StringIO()
+    cleanup.run_cleanup(aws, scope, settings, yes=True, console=Console(file=out, highlight=False, width=250))
+
+    assert inventory(aws) == expected_after_cleanup(before, account)
+    assert sleeps == [15]  # DeleteSecurityGroup refused once while the revoked rule still showed, then went
+    assert f"security group k8s-gateway-litellm ({alb_group}): deleted (after revoking 1 rules" in out.getvalue()
+    assert f"rules of {cluster_group}" not in out.getvalue()
 
 
 def test_a_held_resource_is_retried_until_the_timeout() -> None:

@@ -94,32 +94,36 @@ def retry_while_held(settings: DeletionSettings, operation: Callable[..., Any], 
 
 
 def _delete_security_group(ec2: Any, settings: DeletionSettings, group: str, leftover_groups: frozenset[str]) -> str:
-    # Rules of the other leftover groups naming this one go first (they go with their groups anyway).
-    others = sorted(leftover_groups - {group})
+    referencing = _groups_referencing(ec2, group)
+    # A rule of a group that is not a leftover: waiting would not remove it (only network interfaces let go), and
+    # it is never changed here, so fail at once, before anything is changed.
+    if foreign := [other for other in referencing if other not in leftover_groups]:
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "DependencyViolation",
+                    "Message": f"rules of {', '.join(foreign)} (not leftovers of the platform, never changed "
+                    "here) reference it: remove those rules, then run cleanup again",
+                }
+            },
+            "DeleteSecurityGroup",
+        )
+    # Rules of the other leftover groups naming this one go first (they go with their groups anyway). Only those
+    # groups' rules are read: few filter values, whatever the number of leftover groups.
     pages = ec2.get_paginator("describe_security_group_rules").paginate(
-        Filters=[{"Name": "group-id", "Values": others}]
+        Filters=[{"Name": "group-id", "Values": referencing}]
     )
     rules = [
         rule
-        for page in (pages if others else ())
+        for page in (pages if referencing else ())
         for rule in page["SecurityGroupRules"]
         if rule.get("ReferencedGroupInfo", {}).get("GroupId") == group
     ]
     for rule in rules:
         revoke = ec2.revoke_security_group_egress if rule["IsEgress"] else ec2.revoke_security_group_ingress
         revoke(GroupId=rule["GroupId"], SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
-    # What still references it now is not a leftover: waiting would not help (only network interfaces let go).
-    if referencing := _groups_referencing(ec2, group):
-        raise ClientError(
-            {
-                "Error": {
-                    "Code": "DependencyViolation",
-                    "Message": f"rules of {', '.join(referencing)} (not leftovers of the platform, never changed "
-                    "here) reference it: remove those rules, then run cleanup again",
-                }
-            },
-            "DeleteSecurityGroup",
-        )
+    # EC2 is eventually consistent (EC2 Developer Guide, eventual-consistency): a rule just revoked can still hold
+    # the group for a moment, which DependencyViolation's retry waits out.
     retry_while_held(settings, ec2.delete_security_group, GroupId=group)
     return f"deleted (after revoking {len(rules)} rules of leftover groups that referenced it)" if rules else "deleted"
 

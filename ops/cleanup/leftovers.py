@@ -321,24 +321,31 @@ def _project_tagged(session: boto3.Session, scope: PlatformScope, findings: Find
         for mapping in page["ResourceTagMappingList"]:
             arn = mapping["ResourceARN"]
             by_service.setdefault(arn.split(":")[2], []).append(arn)
-    findings.kept.extend(_final_snapshots(scope, by_service.get("rds", [])))
+    snapshot_keys = _final_snapshots(session, by_service.get("rds", []), findings)
     return [
         *_workspaces(session, scope),
         *_log_groups(session, scope, by_service.get("logs", [])),
         *_buckets(session, scope, by_service.get("s3", [])),
         *_secrets(session, scope, by_service.get("secretsmanager", []), findings),
-        *_keys(session, scope, by_service.get("kms", [])),
+        *_keys(session, scope, by_service.get("kms", []), snapshot_keys, findings),
     ]
 
 
-def _final_snapshots(scope: PlatformScope, arns: list[str]) -> list[Kept]:
-    """The Aurora snapshots a SNAPSHOT removal policy took (prod): a backup kept on purpose, named, never deleted."""
-    kept = []
+def _final_snapshots(session: boto3.Session, arns: list[str], findings: Findings) -> dict[str, str]:
+    """The Aurora snapshots a SNAPSHOT removal policy took (prod): a backup kept on purpose, named, never deleted.
+
+    Returns the id of each KMS key that encrypts one, with the snapshot's name: prod's Aurora clusters are encrypted
+    with a key the stacks retain (GatewayStores: the data key; LangfuseStores: its own key); an encrypted cluster's
+    snapshots are encrypted with its key (Aurora User Guide, Overview.Encryption), and data encrypted under a
+    deleted key is unrecoverable (KMS Developer Guide, deleting-keys), so that key is kept with the snapshot.
+    """
+    rds, kms = session.client("rds"), session.client("kms")
+    keys: dict[str, str] = {}
     for arn in arns:
         if ":cluster-snapshot:" not in arn:
             continue  # a cluster itself is gone with its stack, or held by a live one
         name = arn.split(":cluster-snapshot:", 1)[1]
-        kept.append(
+        findings.kept.append(
             Kept(
                 "Aurora snapshot",
                 name,
@@ -346,7 +353,22 @@ def _final_snapshots(scope: PlatformScope, arns: list[str]) -> list[Kept]:
                 f"--db-cluster-snapshot-identifier {name}` once its data is no longer needed",
             )
         )
-    return kept
+        # A filter, not DBClusterSnapshotIdentifier: it also finds an automated snapshot (`rds:...`) without
+        # SnapshotType, and a snapshot deleted since the Tagging API listed it is simply absent (RDS API Reference,
+        # DescribeDBClusterSnapshots).
+        snapshots = rds.describe_db_cluster_snapshots(Filters=[{"Name": "db-cluster-snapshot-id", "Values": [name]}])
+        for snapshot in snapshots["DBClusterSnapshots"]:
+            if not snapshot.get("KmsKeyId"):
+                continue
+            # RDS may name the key by ARN, id or alias; KMS resolves each to the key's id.
+            try:
+                key_id = kms.describe_key(KeyId=snapshot["KmsKeyId"])["KeyMetadata"]["KeyId"]
+            except ClientError as error:
+                if error_code(error) == "NotFoundException":
+                    continue
+                raise
+            keys.setdefault(key_id, name)
+    return keys
 
 
 def _workspaces(session: boto3.Session, scope: PlatformScope) -> list[Leftover]:
@@ -439,7 +461,10 @@ def _secrets(session: boto3.Session, scope: PlatformScope, arns: list[str], find
     return leftovers
 
 
-def _keys(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list[Leftover]:
+def _keys(
+    session: boto3.Session, scope: PlatformScope, arns: list[str], snapshot_keys: dict[str, str], findings: Findings
+) -> list[Leftover]:
+    """`snapshot_keys`: key id -> the kept Aurora snapshot it encrypts; such a key is kept with its snapshot."""
     kms = session.client("kms")
     leftovers = []
     for arn in arns:
@@ -447,16 +472,25 @@ def _keys(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> list
         # A key CloudFormation already scheduled (dev's keys) or an AWS managed key is not ours to delete.
         if key.get("KeyManager") == "AWS" or key.get("KeyState") not in ("Enabled", "Disabled"):
             continue
-        leftovers.append(
-            Leftover(
-                Kind.KEY,
-                key["KeyId"],
-                key.get("Description") or key["KeyId"],
-                scope.project_tags,
-                key["KeyState"],
-                key["Arn"],
-            )
+        leftover = Leftover(
+            Kind.KEY,
+            key["KeyId"],
+            key.get("Description") or key["KeyId"],
+            scope.project_tags,
+            key["KeyState"],
+            key["Arn"],
         )
+        if snapshot := snapshot_keys.get(key["KeyId"]):
+            findings.kept.append(
+                Kept(
+                    Kind.KEY.value,
+                    leftover.label,
+                    f"encrypts the kept Aurora snapshot {snapshot}, which cannot be restored once the key is "
+                    f"deleted: after deleting the snapshot, `aws kms schedule-key-deletion --key-id {key['KeyId']}`",
+                )
+            )
+            continue
+        leftovers.append(leftover)
     return leftovers
 
 
