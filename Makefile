@@ -16,7 +16,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing bench-loadtest mutation
+.PHONY: synth test deps test-deps lint typecheck validate unit clean bench-gateway bench-routing bench-loadtest mutation delivery-artifacts
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -102,13 +102,33 @@ mutation: test-deps
 	$(PY) scripts/mutation_audit.py --sample $${SAMPLE:-40} --seed $${SEED:-7}
 
 # --- synth: every stack of $(ENV), cdk-nag enforced; manifests to dist/k8s/ ----------------------
+# With ARGS="-c delivery.pipeline=true": the pipeline stack and every environment it deploys, each in a Stage
+# (cdk.out/assembly-<env>/), their files under dist/<env>/ and the pipeline's report in dist/delivery/.
 synth: deps
+	rm -rf dist
 	npx --no-install cdk synth --quiet -c env=$(ENV) $(ARGS)
-	@echo "templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
-	@echo "manifests: $$(ls dist/k8s/*.yaml | tr '\n' ' ')"
-	@echo "alerting rules: dist/prometheus/alerting_rules.yml"
-	@echo "grafana dashboards: $$(ls dist/grafana/*.json | tr '\n' ' ')"
-	@echo "compliance report: dist/compliance-report.md"
+	@echo "templates: $$(ls cdk.out/*.template.json cdk.out/assembly-*/*.template.json 2>/dev/null | tr '\n' ' ')"
+	@for dir in dist dist/*/; do \
+	  dir=$${dir%/}; test -d $$dir/k8s || continue; \
+	  echo "manifests: $$(ls $$dir/k8s/*.yaml | tr '\n' ' ')"; \
+	  echo "alerting rules: $$dir/prometheus/alerting_rules.yml"; \
+	  echo "grafana dashboards: $$(ls $$dir/grafana/*.json | tr '\n' ' ')"; \
+	done
+	@echo "compliance reports: $$(ls dist/compliance-report.md dist/*/compliance-report.md 2>/dev/null | tr '\n' ' ')"
+
+# After a pipeline synth: checkov's results for each environment's templates and manifests in dist/<env>/checkov/,
+# next to its compliance report (the pipeline publishes dist/<env> as that stage's build artifact). Findings do not
+# fail this target: `make test` enforces checkov on the templates and manifests.
+delivery-artifacts: $(CHECKOV_VENV)/.installed
+	@ls -d cdk.out/assembly-* > /dev/null 2>&1 || { \
+	  echo 'delivery-artifacts: no Stage in cdk.out: run make synth ARGS="-c delivery.pipeline=true" first' >&2; exit 1; }
+	for assembly in cdk.out/assembly-*; do \
+	  env=$${assembly#cdk.out/assembly-}; \
+	  CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact \
+	    --skip-download --soft-fail --framework cloudformation kubernetes -d $$assembly -d dist/$$env/k8s \
+	    -o cli -o json -o junitxml --output-file-path dist/$$env/checkov > /dev/null; \
+	  echo "checkov results: $$(ls dist/$$env/checkov/* | tr '\n' ' ')"; \
+	done
 
 # --- test: everything that proves it ---------------------------------------------------------------
 test: synth lint typecheck validate unit

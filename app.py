@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,11 @@ import yaml
 
 from cdk_constructs.manifests import AppliedCharts
 from compliance.audit import ComplianceAudit, ComplianceError, audit
-from compliance.nag import apply_compliance, plugin_names
+from compliance.nag import apply_nag_packs, apply_platform_checks, plugin_names
 from compliance.platform_checks import rules_for
 from compliance.report import checkov_skips, render_report, resource_types, write_report
 from dashboards.grafana import grafana_dashboards
-from platform_config import ConfigError, PlatformConfig, load_config
+from platform_config import ConfigError, DeliverySettings, PlatformConfig, load_config, load_delivery_settings
 from stacks.data import DataStack
 from stacks.foundation import FoundationStack
 from stacks.gateway import GatewayStack
@@ -37,7 +38,8 @@ from stacks.tracing import TracingStack
 @dataclass
 class Platform:
     config: PlatformConfig
-    app: cdk.App
+    # The App (`cdk deploy --all`) or a Stage of the delivery pipeline: where the stacks live.
+    app: cdk.App | cdk.Stage
     k8s_app: cdk8s.App
     charts: AppliedCharts
     foundation: FoundationStack
@@ -46,15 +48,21 @@ class Platform:
     inference: InferenceStack
     gateway: GatewayStack | None
     tracing: TracingStack | None = None
+    # With the delivery pipeline: the stack of the build that runs `genai-ops verify` after each deploy.
+    verification: cdk.Stack | None = None
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        optional = [stack for stack in (self.gateway, self.tracing) if stack]
+        optional = [stack for stack in (self.gateway, self.tracing, self.verification) if stack]
         return [self.foundation, self.data, self.observability, self.inference, *optional]
 
 
-def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) -> Platform:
-    """Every stack of one environment, on an app whose config has already been validated."""
+def build_platform(app: cdk.App | cdk.Stage, config: PlatformConfig, manifests_dir: Path) -> Platform:
+    """Every stack of one environment, on an app (or a pipeline's Stage) whose config has already been validated.
+
+    Each stack's name is `<prefix>-<name>` whether it sits on the App or in a Stage (a Stage would otherwise name it
+    `<Stage>-<id>`), so `cdk deploy --all` and the pipeline deploy the same stacks and genai-ops finds them.
+    """
     pin_availability_zones(app, config)
     k8s_app = cdk8s.App(outdir=str(manifests_dir), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_CHART)
     env = cdk.Environment(account=config.account, region=config.region) if config.account else None
@@ -63,6 +71,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     foundation = FoundationStack(
         app,
         f"{config.prefix}-foundation",
+        stack_name=f"{config.prefix}-foundation",
         config=config,
         k8s_app=k8s_app,
         description=f"{config.name} GenAI platform ({config.env_name}): network, keys, EKS Auto Mode cluster",
@@ -74,6 +83,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     data = DataStack(
         app,
         f"{config.prefix}-data",
+        stack_name=f"{config.prefix}-data",
         config=config,
         foundation=foundation,
         description=f"{config.name} GenAI platform ({config.env_name}): model bucket and its access",
@@ -82,6 +92,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     observability = ObservabilityStack(
         app,
         f"{config.prefix}-observability",
+        stack_name=f"{config.prefix}-observability",
         config=config,
         foundation=foundation,
         data=data,
@@ -91,6 +102,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
     inference = InferenceStack(
         app,
         f"{config.prefix}-inference",
+        stack_name=f"{config.prefix}-inference",
         config=config,
         foundation=foundation,
         data=data,
@@ -107,6 +119,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
         gateway = GatewayStack(
             app,
             f"{config.prefix}-gateway",
+            stack_name=f"{config.prefix}-gateway",
             config=config,
             foundation=foundation,
             observability=observability,
@@ -124,6 +137,7 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
         tracing = TracingStack(
             app,
             f"{config.prefix}-tracing",
+            stack_name=f"{config.prefix}-tracing",
             config=config,
             foundation=foundation,
             data=data,
@@ -141,12 +155,18 @@ def build_platform(app: cdk.App, config: PlatformConfig, manifests_dir: Path) ->
         cdk.Annotations.of(foundation).add_warning_v2("platform:config", warning)
     tags = {"project": config.name, "environment": config.env_name, **config.tags}
     for key, value in tags.items():
+        # On the App or the Stage: tags added to an App do not reach the stacks inside a Stage.
         cdk.Tags.of(app).add(key, value)
-    apply_compliance(app, production=config.production)
+    # The platform's own checks see this environment's templates with its production flag (a Stage's plugins see
+    # only that Stage's stacks). cdk-nag's packs are registered once on the App: a pack registered on the App and
+    # on a Stage reports every finding twice, and the App's packs already check every Stage's stacks.
+    if isinstance(app, cdk.App):
+        apply_nag_packs(app)
+    apply_platform_checks(app, production=config.production)
     return platform
 
 
-def pin_availability_zones(app: cdk.App, config: PlatformConfig) -> None:
+def pin_availability_zones(app: cdk.App | cdk.Stage, config: PlatformConfig) -> None:
     """A stack pinned to an account/region asks for its AZs through a context lookup, which needs AWS
     credentials at synth. Pre-filling that context key from config keeps synth offline."""
     if config.account and config.region:
@@ -238,9 +258,18 @@ def synthesize(platform: Platform, dist: Path) -> ComplianceAudit:
     assembly_dir = Path(platform.app.synth().directory)
     findings = audit(platform.app, assembly_dir, plugin_names())
     findings.check()
-    write_manifests(platform, dist / "k8s")
-    write_alerting_rules(platform, dist / "prometheus")
-    write_dashboards(platform, dist / "grafana")
+    write_environment(platform, findings, assembly_dir, dist)
+    return findings
+
+
+def write_environment(platform: Platform, findings: ComplianceAudit, assembly_dir: Path, out: Path) -> None:
+    """One environment's review files under `out`: manifests, alerting rules, dashboards, compliance report.
+
+    `assembly_dir` holds the environment's templates (the cloud assembly, or a Stage's nested assembly).
+    """
+    write_manifests(platform, out / "k8s")
+    write_alerting_rules(platform, out / "prometheus")
+    write_dashboards(platform, out / "grafana")
     report = render_report(
         platform.config.env_name,
         findings,
@@ -249,21 +278,112 @@ def synthesize(platform: Platform, dist: Path) -> ComplianceAudit:
         checkov_skips(assembly_dir),
         resource_types(assembly_dir),
     )
-    write_report(dist / "compliance-report.md", report)
+    write_report(out / "compliance-report.md", report)
+
+
+@dataclass
+class Delivery:
+    """The pipeline stack and the environments it deploys, one Stage each, in order."""
+
+    settings: DeliverySettings
+    stack: cdk.Stack
+    platforms: list[Platform]
+
+
+def build_delivery(app: cdk.App, context: Mapping[str, Any], dist: Path) -> Delivery | None:
+    """With `delivery.pipeline` on: the pipeline stack, and each listed environment in a Stage it deploys.
+
+    Raises ConfigError (before anything is built) for bad delivery settings, an environment cdk.json does not
+    define, or one without an explicit account and region (the pipeline deploys across environments).
+    """
+    settings = load_delivery_settings(context)
+    if not settings.pipeline:
+        return None
+    configs = [load_config({**context, "env": env}) for env in settings.environments]
+    unpinned = [config.env_name for config in configs if not (config.account and config.region)]
+    if unpinned:
+        raise ConfigError(
+            f"delivery.environments: {', '.join(unpinned)} set no account and region; the pipeline deploys each "
+            "environment to an explicit one: set `account` and `region` in its cdk.json environment"
+        )
+    # Imported here: `cdk deploy --all` without the pipeline needs none of it.
+    from cdk_constructs.pipeline_identity import PipelineIdentity
+    from stacks.delivery import DeliveryStack
+    from stacks.verification import VerificationStack
+
+    identity = PipelineIdentity.of(settings, configs[0].name)
+    stack = DeliveryStack(
+        app,
+        identity.stack_name,
+        settings=settings,
+        identity=identity,
+        environments=configs,
+        env=cdk.Environment(account=identity.account, region=identity.region),
+        termination_protection=any(config.production for config in configs),
+        description=f"{configs[0].name} GenAI platform: the delivery pipeline ({' -> '.join(settings.environments)})",
+    )
+    platforms = []
+    for config in configs:
+        stage = cdk.Stage(app, config.env_name, env=cdk.Environment(account=config.account, region=config.region))
+        platform = build_platform(stage, config, dist / config.env_name / "k8s")
+        platform.verification = VerificationStack(
+            stage,
+            f"{config.prefix}-verify",
+            stack_name=f"{config.prefix}-verify",
+            config=config,
+            platform=platform,
+            identity=identity,
+            env=cdk.Environment(account=config.account, region=config.region),
+            termination_protection=config.production,
+            description=f"{config.name} GenAI platform ({config.env_name}): the pipeline's post-deploy verification",
+        )
+        stack.add_environment(stage, config, platform.verification)
+        platforms.append(platform)
+    stack.finish()
+    apply_nag_packs(app)
+    return Delivery(settings, stack, platforms)
+
+
+def synthesize_delivery(delivery: Delivery, app: cdk.App, dist: Path) -> ComplianceAudit:
+    """Synthesize the pipeline and every Stage once; each environment's files and report go to dist/<env>/."""
+    assembly_dir = Path(app.synth().directory)
+    findings = audit(app, assembly_dir, plugin_names())
+    findings.check()
+    for platform in delivery.platforms:
+        stage = platform.app
+        assert isinstance(stage, cdk.Stage)
+        write_environment(
+            platform, findings.within(stage.node.path), Path(str(stage.outdir)), dist / platform.config.env_name
+        )
+    pipeline = delivery.stack.node.path
+    report = render_report(
+        "delivery pipeline",
+        findings.within(pipeline),
+        [pipeline],
+        (),
+        [skip for skip in checkov_skips(assembly_dir) if skip.template.startswith(f"{delivery.stack.artifact_id}.")],
+        resource_types(assembly_dir),
+    )
+    write_report(dist / "delivery" / "compliance-report.md", report)
     return findings
 
 
 def main() -> int:
     app = cdk.App()
+    context = app.node.get_all_context()
+    dist = Path(str(app.node.try_get_context("dist_dir") or "dist"))
     try:
-        config = load_config(app.node.get_all_context())
+        delivery = build_delivery(app, context, dist)
+        config = None if delivery else load_config(context)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    dist = Path(str(app.node.try_get_context("dist_dir") or "dist"))
-    platform = build_platform(app, config, dist / "k8s")
     try:
-        synthesize(platform, dist)
+        if delivery:
+            synthesize_delivery(delivery, app, dist)
+        else:
+            assert config is not None
+            synthesize(build_platform(app, config, dist / "k8s"), dist)
     except ComplianceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

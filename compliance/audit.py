@@ -36,9 +36,10 @@ class Finding:
     severity: str
     description: str
 
-    @property
-    def stack(self) -> str:
-        return self.construct.split("/", 1)[0]
+    def in_scope(self, path: str) -> bool:
+        """Raised under the construct at `path`: a stack (`genai-dev-data`, or `dev/genai-dev-data` inside a Stage)
+        or a Stage."""
+        return self.construct.startswith(f"{path}/")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,14 @@ class ComplianceAudit:
     failed: list[Finding] = field(default_factory=list)
     acknowledged: list[AcknowledgedFinding] = field(default_factory=list)
     acknowledgments: list[Acknowledgment] = field(default_factory=list)
+
+    def within(self, path: str) -> ComplianceAudit:
+        """The findings and acknowledgments under the construct at `path` (one environment's Stage)."""
+        return ComplianceAudit(
+            failed=[f for f in self.failed if f.in_scope(path)],
+            acknowledged=[f for f in self.acknowledged if f.in_scope(path)],
+            acknowledgments=[a for a in self.acknowledgments if a.path.startswith(f"{path}/")],
+        )
 
     def stale(self) -> list[Acknowledgment]:
         used = {(f.acknowledged_at, f.plugin, f.rule) for f in self.acknowledged}

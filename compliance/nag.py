@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from aws_cdk import App, IPolicyValidationPlugin, Validations
+from aws_cdk import App, IPolicyValidationPlugin, Stage, Validations
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NagPack, NIST80053R5Checks, PCIDSS321Checks
 
 from compliance.platform_checks import RULE_PREFIX as PLATFORM_RULE_PREFIX
@@ -44,7 +44,18 @@ def plugins(app: App, *, production: bool) -> list[IPolicyValidationPlugin]:
 
 def apply_compliance(app: App, *, production: bool) -> None:
     """Register every pack as a validation plugin: an unacknowledged error makes synth fail."""
-    Validations.of(app).add_plugins(*plugins(app, production=production))
+    apply_nag_packs(app)
+    apply_platform_checks(app, production=production)
+
+
+def apply_nag_packs(app: App) -> None:
+    """cdk-nag's packs, once per App: CDK runs an App's plugins on every stack, those inside Stages included."""
+    Validations.of(app).add_plugins(*(entry.pack(app) for entry in NAG_PACKS))
+
+
+def apply_platform_checks(scope: App | Stage, *, production: bool) -> None:
+    """The platform's own checks on the stacks of `scope` (an App, or one environment's Stage)."""
+    Validations.of(scope).add_plugins(PlatformChecks(production=production))
 
 
 @cache

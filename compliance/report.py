@@ -40,8 +40,8 @@ def pack_summaries(audit: ComplianceAudit, stacks: list[str], packs: dict[str, t
     rows = []
     for stack in stacks:
         for pack, rules in packs.items():
-            acknowledged = [f for f in audit.acknowledged if f.stack == stack and f.plugin == pack]
-            failed = [f for f in audit.failed if f.stack == stack and f.plugin == pack]
+            acknowledged = [f for f in audit.acknowledged if f.in_scope(stack) and f.plugin == pack]
+            failed = [f for f in audit.failed if f.in_scope(stack) and f.plugin == pack]
             raised = {_rule_of(f) for f in [*acknowledged, *failed]}
             rows.append(PackSummary(stack, pack, len(rules), len(set(rules) - raised), len(acknowledged), len(failed)))
     return rows

@@ -9,6 +9,11 @@ keys are that prefix's aliases. The kubeconfig's context must point at that clus
 another cluster is refused rather than checked. A tunnel to a private endpoint (`--tunnel URL`) is accepted when the
 context pins the cluster's own certificate authority and names the endpoint's host as `tls-server-name`
 (`ops.live.require_cluster`).
+
+`--wait-for SECONDS` runs the checks again every `--poll-interval` seconds while any fails, for an environment that is
+still starting (a pipeline verifies right after a deploy, before vLLM's replicas are Ready: README "Cold-start
+budget"). Each retry re-reads what the checks read, the cluster's DescribeCluster included; the config, the kubeconfig
+and the connection to the cluster are made once, so a refused context or a wrong cluster name ends the run at once.
 """
 
 from __future__ import annotations
@@ -82,6 +87,15 @@ VLLM_SERIES = f'vllm:num_requests_waiting{{job="{VLLM_JOB}"}}'
 DCGM_SERIES = f'DCGM_FI_DEV_GPU_UTIL{{job="{DCGM_JOB}"}}'
 # How many names an evidence line lists before it says "and N more".
 SHOWN = 6
+# --wait-for and --poll-interval, in seconds. Two hours is far beyond a rollout of several replicas at the cold-start
+# budget of 300 s each (README "Cold-start budget"); a wait longer than that hides a fault. Attempts closer than 5 s
+# apart only add load (each sends one completion); more than 10 minutes apart they miss most of the wait.
+WAIT_FOR_MAX = 7200
+POLL_INTERVAL_MIN, POLL_INTERVAL_MAX = 5, 600
+
+# Tests replace these so that waiting takes no time (as ops/cleanup/deletion.py DeletionSettings does).
+sleep: Callable[[float], None] = time.sleep
+clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -568,6 +582,49 @@ def run_checks(target: Target, console: Console | None = None) -> list[CheckResu
         return checks.run(lambda name: status.update(f"checking: {name}"))
 
 
+def check_waiting(wait_for: int, poll_interval: int) -> None:
+    """--wait-for and --poll-interval within their bounds, or one message naming the option, value and bounds."""
+    if not 0 <= wait_for <= WAIT_FOR_MAX:
+        raise BadInputError(f"--wait-for {wait_for} is out of range: give 0 (check once) to {WAIT_FOR_MAX} seconds")
+    if not POLL_INTERVAL_MIN <= poll_interval <= POLL_INTERVAL_MAX:
+        raise BadInputError(
+            f"--poll-interval {poll_interval} is out of range: give {POLL_INTERVAL_MIN} to {POLL_INTERVAL_MAX} seconds"
+        )
+
+
+def run_checks_until_they_pass(
+    target: Target,
+    *,
+    wait_for: int,
+    poll_interval: int,
+    console: Console | None,
+    progress: Callable[[str], None],
+) -> list[CheckResult]:
+    """The checks' results once every check passes, or those of the last attempt that starts at most `wait_for`
+    seconds after the first (attempts `poll_interval` seconds apart; `wait_for` 0: one attempt). After each failed
+    attempt `progress` gets one line: the attempt, the seconds since the first began, the failing checks.
+
+    Before a retry the cluster is described again, so the two checks that read DescribeCluster see its status now;
+    the connection to the Kubernetes API is kept (its exec token renews itself: the client reruns the kubeconfig's
+    `aws eks get-token` once the token's expirationTimestamp is near, kubernetes/config/kube_config.py)."""
+    started = clock()
+    attempt = 1
+    while True:
+        results = run_checks(target, console)
+        if wait_for == 0 or not any_failed(results):
+            return results
+        elapsed = clock() - started
+        again = elapsed + poll_interval <= wait_for
+        failing = [r.name for r in results if r.status == "fail"]
+        then = f"next attempt in {poll_interval} s" if again else f"--wait-for {wait_for} s ends before another attempt"
+        progress(f"attempt {attempt} at {elapsed:.0f} s, {len(failing)} failing: {'; '.join(failing)} ({then})")
+        if not again:
+            return results
+        sleep(poll_interval)
+        attempt += 1
+        target.cluster = describe_cluster(target.aws, target.config)
+
+
 # --- the command ---------------------------------------------------------------------------------------------------
 EnvOption = Annotated[str, typer.Option("--env", help="Environment in cdk.json (as `cdk deploy -c env=`).")]
 OverrideOption = Annotated[
@@ -600,6 +657,23 @@ GatewayUrlOption = Annotated[
 ]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for each request.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
+WaitForOption = Annotated[
+    int,
+    typer.Option(
+        "--wait-for",
+        metavar="SECONDS",
+        help=f"While a check fails, run them all again until every one passes or this many seconds have passed since "
+        f"the first run (0 to {WAIT_FOR_MAX}; 0: run once). Each failed attempt is one line on stderr.",
+    ),
+]
+PollIntervalOption = Annotated[
+    int,
+    typer.Option(
+        "--poll-interval",
+        metavar="SECONDS",
+        help=f"Seconds between attempts with --wait-for ({POLL_INTERVAL_MIN} to {POLL_INTERVAL_MAX}).",
+    ),
+]
 
 # Tests replace this to hand the command clients with botocore Stubbers attached.
 make_aws_clients: Callable[[str | None], AwsClients] = aws_clients
@@ -620,11 +694,16 @@ def verify(
     ] = True,
     timeout: TimeoutOption = 15.0,
     json_output: JsonOption = False,
+    wait_for: WaitForOption = 0,
+    poll_interval: PollIntervalOption = 30,
 ) -> None:
     """Check a deployed environment against its live cluster: each check pass or fail with its evidence.
 
-    Exits 1 when any check fails. Reads only, except one chat completion (--no-completion leaves it out).
+    Exits 1 when any check fails (with --wait-for: when one still fails at the end of the wait). Reads only, except
+    one chat completion per attempt (--no-completion leaves it out).
     """
+    # Bounds checked here rather than with typer's min/max, whose message names neither the value nor both bounds.
+    check_waiting(wait_for, poll_interval)
     config = load_platform_config(env, overrides or [], cdk_json)
     aws = make_aws_clients(region)
     target = open_target(
@@ -638,12 +717,20 @@ def verify(
         completion=completion,
         tunnel=tunnel,
     )
-    started = time.monotonic()
-    results = run_checks(target, None if json_output else Console(stderr=True))
+    started = clock()
+    # Progress goes to stderr in both modes: with --json, stdout holds the JSON document only.
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    results = run_checks_until_they_pass(
+        target,
+        wait_for=wait_for,
+        poll_interval=poll_interval,
+        console=None if json_output else Console(stderr=True),
+        progress=lambda line: stderr.print(line, markup=False),
+    )
     if json_output:
         typer.echo(render_json("verify", results, env=config.env_name, cluster=config.prefix, region=aws.region))
     else:
-        title = f"genai-ops verify: {config.prefix} in {aws.region} ({time.monotonic() - started:.0f} s)"
+        title = f"genai-ops verify: {config.prefix} in {aws.region} ({clock() - started:.0f} s)"
         render_table(Console(highlight=False), title, results)
     if any_failed(results):
         raise typer.Exit(1)

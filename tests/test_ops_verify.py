@@ -10,7 +10,7 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,31 +207,45 @@ class World:
     def replace(self, kind: str, name: str, obj: dict[str, Any]) -> None:
         self.objects = [o for o in self.objects if not (o["kind"] == kind and o["metadata"]["name"] == name)] + [obj]
 
-    def aws(self, endpoint: str, *, cluster_error: str | None = None) -> AwsClients:
+    def aws(
+        self,
+        endpoint: str,
+        *,
+        cluster_error: str | None = None,
+        attempts: int = 1,
+        later_clusters: Sequence[Mapping[str, Any]] = (),
+    ) -> AwsClients:
+        """EKS answers in the order verify asks (a Stubber checks the order): DescribeCluster when connecting, then
+        per attempt ListPodIdentityAssociations, and DescribeCluster again before each further attempt (answered with
+        `later_clusters` in turn, then `self.cluster`)."""
         eks = boto3.client("eks", region_name=REGION)
         stubber = Stubber(eks)
-        if cluster_error:
-            stubber.add_client_error("describe_cluster", cluster_error, "No cluster found", 404, {"name": CLUSTER})
-        else:
+        later = list(later_clusters)
+        for attempt in range(attempts):
+            description = later.pop(0) if attempt and later else self.cluster
+            if cluster_error:
+                stubber.add_client_error("describe_cluster", cluster_error, "No cluster found", 404, {"name": CLUSTER})
+            else:
+                stubber.add_response(
+                    "describe_cluster", {"cluster": {**description, "endpoint": endpoint}}, {"name": CLUSTER}
+                )
             stubber.add_response(
-                "describe_cluster", {"cluster": {**self.cluster, "endpoint": endpoint}}, {"name": CLUSTER}
+                "list_pod_identity_associations",
+                {
+                    "associations": [
+                        {
+                            "clusterName": CLUSTER,
+                            "namespace": n,
+                            "serviceAccount": s,
+                            "associationArn": f"arn:aws:eks:{REGION}:123456789012:podidentityassociation/"
+                            f"{CLUSTER}/a-{i}",
+                            "associationId": f"a-{i}",
+                        }
+                        for i, (n, s) in enumerate(self.associations)
+                    ]
+                },
+                {"clusterName": CLUSTER},
             )
-        stubber.add_response(
-            "list_pod_identity_associations",
-            {
-                "associations": [
-                    {
-                        "clusterName": CLUSTER,
-                        "namespace": n,
-                        "serviceAccount": s,
-                        "associationArn": f"arn:aws:eks:{REGION}:123456789012:podidentityassociation/{CLUSTER}/a-{i}",
-                        "associationId": f"a-{i}",
-                    }
-                    for i, (n, s) in enumerate(self.associations)
-                ]
-            },
-            {"clusterName": CLUSTER},
-        )
         stubber.activate()
         return AwsClients(
             region=REGION,
@@ -920,6 +934,11 @@ def test_a_tunnel_to_another_clusters_api_server_fails_the_tls_handshake(
         (["--tunnel", "127.0.0.1:8443"], "error: --tunnel '127.0.0.1:8443' is not an https URL of a host and port"),
         (["--tunnel", "http://127.0.0.1:8443"], "error: --tunnel 'http://127.0.0.1:8443' is not an https URL"),
         (["--tunnel", "https://127.0.0.1:8443/k8s"], "error: --tunnel 'https://127.0.0.1:8443/k8s' is not an https"),
+        # Just outside the bounds; the values just inside are accepted in test_wait_for_bounds_are_accepted below.
+        (["--wait-for", "-1"], "error: --wait-for -1 is out of range: give 0 (check once) to 7200 seconds"),
+        (["--wait-for", "7201"], "error: --wait-for 7201 is out of range: give 0 (check once) to 7200 seconds"),
+        (["--poll-interval", "4"], "error: --poll-interval 4 is out of range: give 5 to 600 seconds"),
+        (["--wait-for", "60", "--poll-interval", "601"], "error: --poll-interval 601 is out of range: give 5 to 600"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_2(args: list[str], message: str) -> None:
@@ -933,6 +952,202 @@ def test_bad_input_is_one_message_and_exit_2(args: list[str], message: str) -> N
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# --- --wait-for: an environment still starting ------------------------------------------------------------------
+VLLM_POD = "vllm-6d5f8b7c9-abcde"
+# LiteLLM's answer while its only backend is down (the stub's wording; the check reads only the status).
+NO_BACKEND = (503, {"error": {"message": "no healthy deployment for llama-3.1-8b-instruct", "code": "503"}})
+
+
+@dataclass
+class FakeTime:
+    """verify's clock and sleep: time passes only while verify sleeps, and `on_sleep(n)` changes the environment
+    during the n-th pause."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+    on_sleep: Callable[[int], None] = lambda pauses: None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep(len(self.sleeps))
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr("ops.verify.sleep", fake.sleep)
+    monkeypatch.setattr("ops.verify.clock", fake.clock)
+    return fake
+
+
+def _pending(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod while its node is launched and vLLM loads the model: not Running."""
+    return {**pod, "status": {"phase": "Pending"}}
+
+
+def _attempts(world: World) -> int:
+    """How many times the checks ran: each attempt lists the nodes once (LiveChecks.nodes)."""
+    return len([r for r in world.kube_requests if r.method == "GET" and r.path == "/api/v1/nodes"])
+
+
+def _connections(world: World) -> int:
+    """How many times verify connected to the cluster: each connection probes /version once (Kube.probe)."""
+    return len([r for r in world.kube_requests if r.path == "/version"])
+
+
+def test_wait_for_runs_the_checks_again_until_vllm_is_ready(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_time: FakeTime
+) -> None:
+    """Right after a deploy: vLLM's pod is Pending, Prometheus has no vLLM series and LiteLLM has no backend. The pod
+    starts during the first pause, Prometheus scrapes it and the gateway answers during the second: the third attempt
+    passes. One line on stderr per failed attempt; the table shows the last attempt."""
+    series = world.vllm_series
+    world.replace("Pod", VLLM_POD, _pending(vllm_pod()))
+    world.vllm_series = []
+    world.completion = lambda request: NO_BACKEND
+
+    def starting(pauses: int) -> None:
+        if pauses == 1:
+            fake.add(vllm_pod())
+        if pauses == 2:
+            world.vllm_series, world.completion = series, None
+
+    fake_time.on_sleep = starting
+    with world.serving() as (fake, _):
+        _hand_clients(world, monkeypatch, fake.url, attempts=3)
+        code = _verify(fake.write_kubeconfig(world.tmp / "kubeconfig"), "--wait-for", "1800")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert fake_time.sleeps == [30, 30]  # --poll-interval's default
+    assert captured.err.splitlines() == [
+        "attempt 1 at 0 s, 3 failing: a pod holding Pod Identity credentials; Prometheus receiving vLLM series; "
+        "a real completion through the gateway (next attempt in 30 s)",
+        "attempt 2 at 30 s, 2 failing: Prometheus receiving vLLM series; a real completion through the gateway "
+        "(next attempt in 30 s)",
+    ]
+    assert "genai-ops verify: genai-dev in us-west-2 (60 s)" in captured.out
+    assert "14 passed" in captured.out
+    assert (_attempts(world), _connections(world)) == (3, 1)  # the checks ran again; the cluster was opened once
+
+
+@pytest.mark.parametrize(
+    ("wait_for", "attempts"),
+    [
+        # Attempts start 30 s apart (checks take no time on the fake clock): at 0, 30 and 60 s. The last one starts
+        # at most --wait-for seconds after the first, so 59 s leaves room for two, 60 and 61 s for three.
+        ("59", 2),
+        ("60", 3),
+        ("61", 3),
+    ],
+)
+def test_wait_for_stops_at_the_deadline_and_exits_1(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_time: FakeTime,
+    wait_for: str,
+    attempts: int,
+) -> None:
+    """vLLM's pod never leaves Pending: verify gives up when another attempt would start after --wait-for seconds,
+    prints the last attempt's JSON on stdout (the progress lines stay on stderr) and exits 1."""
+    world.replace("Pod", VLLM_POD, _pending(vllm_pod()))
+    with world.serving() as (fake, _):
+        _hand_clients(world, monkeypatch, fake.url, attempts=attempts)
+        kubeconfig = fake.write_kubeconfig(world.tmp / "kubeconfig")
+        code = _verify(kubeconfig, "--wait-for", wait_for, "--poll-interval", "30", "--json")
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 1
+    assert report["ok"] is False
+    assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == [CREDENTIALS_CHECK]
+    assert (_attempts(world), len(fake_time.sleeps), _connections(world)) == (attempts, attempts - 1, 1)
+    lines = captured.err.splitlines()
+    assert len(lines) == attempts
+    assert lines[-1] == (
+        f"attempt {attempts} at {30 * (attempts - 1)} s, 1 failing: a pod holding Pod Identity credentials "
+        f"(--wait-for {wait_for} s ends before another attempt)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "healthy", "code"),
+    [
+        # --wait-for 0 (the default) is one run, as without the option, and no progress line; --poll-interval 5 is
+        # the smallest allowed.
+        (["--wait-for", "0", "--poll-interval", "5"], False, 1),
+        ([], False, 1),
+        # The largest values allowed; a healthy environment passes on the first attempt, with no pause.
+        (["--wait-for", "7200", "--poll-interval", "600"], True, 0),
+    ],
+)
+def test_wait_for_bounds_are_accepted_and_0_runs_the_checks_once(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_time: FakeTime,
+    args: list[str],
+    healthy: bool,
+    code: int,
+) -> None:
+    if not healthy:
+        world.replace("Pod", VLLM_POD, _pending(vllm_pod()))
+    with world.serving() as (fake, _):
+        _hand_clients(world, monkeypatch, fake.url)
+        returned = _verify(fake.write_kubeconfig(world.tmp / "kubeconfig"), *args)
+    captured = capsys.readouterr()
+    assert returned == code, captured.err
+    assert (_attempts(world), fake_time.sleeps, captured.err) == (1, [], "")
+    assert ("13 passed, 1 failed" if code else "14 passed") in captured.out
+
+
+def test_wait_for_sees_the_cluster_become_active(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_time: FakeTime
+) -> None:
+    """The checks of DescribeCluster read it again before each retry: a cluster UPDATING at the first attempt and
+    ACTIVE at the second passes, still with one connection to its API server."""
+    active = dict(world.cluster)
+    world.cluster["status"] = "UPDATING"
+    with world.serving() as (fake, _):
+        _hand_clients(world, monkeypatch, fake.url, attempts=2, later_clusters=[active])
+        code = _verify(fake.write_kubeconfig(world.tmp / "kubeconfig"), "--wait-for", "300", "--json")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.err.splitlines() == [
+        "attempt 1 at 0 s, 1 failing: cluster ACTIVE with Auto Mode (next attempt in 30 s)"
+    ]
+    (cluster_check,) = [c for c in json.loads(captured.out)["checks"] if c["name"] == CLUSTER_CHECK]
+    assert cluster_check["status"] == "pass"
+    assert "status ACTIVE" in cluster_check["evidence"]
+    assert (_attempts(world), _connections(world)) == (2, 1)
+
+
+@pytest.mark.parametrize("failure", ["another cluster's context", "no such cluster"])
+def test_wait_for_does_not_retry_a_refused_kubeconfig_or_a_wrong_cluster(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_time: FakeTime,
+    failure: str,
+) -> None:
+    with FakeKubeApi() as fake:
+        if failure == "no such cluster":
+            _hand_clients(world, monkeypatch, fake.url, cluster_error="ResourceNotFoundException")
+            kubeconfig = fake.write_kubeconfig(world.tmp / "kubeconfig")
+        else:
+            _hand_clients(world, monkeypatch, "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com")
+            kubeconfig = fake.write_kubeconfig(world.tmp / "kubeconfig", context="other-cluster")
+        code = _verify(kubeconfig, "--wait-for", "1800")
+        assert fake.requests == []
+    err = " ".join(capsys.readouterr().err.split())
+    assert (code, fake_time.sleeps) == (2, [])
+    assert err.startswith("error: ")
+    assert "attempt" not in err
 
 
 # --- the names the toolkit reads are the ones the platform sets --------------------------------------------------
