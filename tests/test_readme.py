@@ -103,3 +103,28 @@ def test_walkthrough_commands_run_as_written(dev: Synthesized) -> None:
     assert hpa
     scaled = dev.one("ScaledObject", "vllm")
     assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"] == hpa.group(1)
+
+
+# The project's own source folders: a path in backticks starting with one of them names a file of this project (a
+# path in another repository, cited as a source, starts otherwise: `litellm/utils.py`, `charts/...`).
+PROJECT_FOLDERS = (
+    "app.py",
+    "ops",
+    "stacks",
+    "compliance",
+    "tests",
+    "cdk_constructs",
+    "k8s",
+    "platform_config",
+    "scripts",
+)
+PROJECT_FOLDERS += ("benchmarks", "dashboards")
+
+
+def test_every_project_file_the_readme_names_exists() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w.\-/]+\.(?:py|sh|yaml|yml|json|txt|toml))`", text))
+    own = {path for path in named if path.split("/", 1)[0] in PROJECT_FOLDERS}
+    assert len(own) > 20, own  # the README does name the project's files
+    missing = sorted(path for path in own if not (ROOT / path).exists())
+    assert missing == [], f"the README names files that do not exist: {missing}"
