@@ -20,41 +20,41 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 # --- installation -------------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
-	scripts/ensure-prereqs.sh
+	bash scripts/ensure-prereqs.sh
 	test -x $(PY) || python3 -m venv $(VENV)
-	scripts/step.sh "installing the app's Python packages into $(VENV) (1-3 min on a fresh machine)" \
+	bash scripts/step.sh "installing the app's Python packages into $(VENV) (1-3 min on a fresh machine)" \
 	  $(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	# The project itself, editable and without dependencies (requirements.txt pins them): .venv/bin/genai-ops.
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e . 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
-	scripts/ensure-prereqs.sh
+	bash scripts/ensure-prereqs.sh
 	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
-	scripts/step.sh "installing checkov into $(CHECKOV_VENV) (about 1 min)" \
+	bash scripts/step.sh "installing checkov into $(CHECKOV_VENV) (about 1 min)" \
 	  $(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-checkov.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(LITELLM_VENV)/.installed: requirements-litellm.txt
-	scripts/ensure-prereqs.sh
+	bash scripts/ensure-prereqs.sh
 	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
-	scripts/step.sh "installing the LiteLLM proxy into $(LITELLM_VENV) (1-2 min)" \
+	bash scripts/step.sh "installing the LiteLLM proxy into $(LITELLM_VENV) (1-2 min)" \
 	  $(LITELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-litellm.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 # promtool and prometheus (Debian's package) for the PromQL checks and the scaling-path test.
 .tools-prometheus: scripts/ensure-prometheus.sh
-	scripts/ensure-prometheus.sh
+	bash scripts/ensure-prometheus.sh
 	touch $@
 
 # bubblewrap, redis-server and openssl (Debian's packages) for the gateway's pod-contract test.
 .tools-sandbox: scripts/ensure-sandbox.sh
-	scripts/ensure-sandbox.sh
+	bash scripts/ensure-sandbox.sh
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	scripts/ensure-prereqs.sh
-	scripts/step.sh "installing the pinned CDK CLI into node_modules" npm ci --no-audit --no-fund --loglevel=error
+	bash scripts/ensure-prereqs.sh
+	bash scripts/step.sh "installing the pinned CDK CLI into node_modules" npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 deps: $(VENV)/.installed node_modules/.installed
@@ -80,13 +80,13 @@ GUIDELLM_VENV := .venv-guidellm
 AIPERF_VENV := .venv-aiperf
 $(GUIDELLM_VENV)/.installed: requirements-guidellm.txt
 	test -x $(GUIDELLM_VENV)/bin/python || python3 -m venv $(GUIDELLM_VENV)
-	scripts/step.sh "installing guidellm into $(GUIDELLM_VENV) (several minutes: it brings PyTorch, about 6 GB)" \
+	bash scripts/step.sh "installing guidellm into $(GUIDELLM_VENV) (several minutes: it brings PyTorch, about 6 GB)" \
 	  $(GUIDELLM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-guidellm.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 
 $(AIPERF_VENV)/.installed: requirements-aiperf.txt
 	test -x $(AIPERF_VENV)/bin/python || python3 -m venv $(AIPERF_VENV)
-	scripts/step.sh "installing aiperf into $(AIPERF_VENV) (1-3 min)" \
+	bash scripts/step.sh "installing aiperf into $(AIPERF_VENV) (1-3 min)" \
 	  $(AIPERF_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-aiperf.txt 2> >(grep --line-buffered -v "^WARNING: Location" >&2)
 	touch $@
 

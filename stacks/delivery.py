@@ -50,9 +50,15 @@ MAX_SYNTH_OUTPUTS = 5
 # build-env-ref-compute-types); 90 minutes leaves room for a slow install without hiding a hung test.
 SYNTH_COMPUTE = codebuild.ComputeType.MEDIUM
 SYNTH_TIMEOUT = cdk.Duration.minutes(90)
-# standard:7.0 offers Python 3.11 and Node.js 20 through `runtime-versions` (aws-codebuild-docker-images,
-# ubuntu/standard/7.0/runtimes.yml); the project needs Python >= 3.11 and Node.js >= 18 (scripts/ensure-prereqs.sh).
-RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "20"}
+# Every project of the pipeline runs on standard:8.0, Ubuntu 24.04 (aws/aws-codebuild-docker-images
+# ubuntu/standard/8.0/Dockerfile `FROM public.ecr.aws/ubuntu/ubuntu:24.04`). Not standard:7.0: that is Ubuntu 22.04,
+# whose `prometheus` package is 2.31.2 (jammy-updates 2.31.2+ds1-1ubuntu1.22.04.x), below the 2.40 that
+# scripts/ensure-prometheus.sh requires, so `make test` would stop there; noble ships 2.45.3.
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_8_0
+# standard:8.0 offers Python 3.10 to 3.14 and Node.js 22 and 24 through `runtime-versions` (ubuntu/standard/8.0/
+# runtimes.yml); the project needs Python >= 3.11 and Node.js >= 18 (scripts/ensure-prereqs.sh), and the pinned
+# aws-cdk and cdk-assets need Node.js >= 18 (their package.json `engines`).
+RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "22"}
 
 
 def package_json_pin(package: str, path: Path = PACKAGE_JSON) -> str:
@@ -93,6 +99,16 @@ class DeliveryStack(cdk.Stack):
                 f"delivery.environments: {len(environments)} environments ({names}) are more than the pipeline "
                 f"publishes: the synth action's outputs are cdk.out plus dist/<env> per environment, and a CodeBuild "
                 f"action has at most {MAX_SYNTH_OUTPUTS} outputs; list at most {MAX_SYNTH_OUTPUTS - 1}"
+            )
+        elsewhere = [f"{c.env_name} is in {c.region}" for c in environments if c.region != identity.region]
+        if elsewhere:
+            # An action in another region makes CDK add a cross-region support stack whose replication bucket has
+            # no key, which it then refuses for a cross-account action (ArtifactBucketMustHaveKmsKey, aws-codepipeline
+            # 2.275 pipeline.js); and the verification build is granted only this region's artifact bucket.
+            raise ConfigError(
+                f"delivery.environments: {'; '.join(elsewhere)}, not in the pipeline's region (delivery.region "
+                f"{identity.region}); the pipeline deploys only to environments in its own region: set their "
+                f"`region` to {identity.region}, or give them a pipeline of their own"
             )
         super().__init__(scope, id, **kwargs)
         # DeliverySettings' validation requires both with the pipeline on.
@@ -158,16 +174,14 @@ class DeliveryStack(cdk.Stack):
             # One asset project per asset type instead of one per asset: fewer projects and roles.
             publish_assets_in_parallel=False,
             code_build_defaults=pipelines.CodeBuildOptions(
-                build_environment=codebuild.BuildEnvironment(
-                    build_image=codebuild.LinuxBuildImage.STANDARD_7_0, privileged=False
-                ),
+                build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=False),
                 partial_build_spec=codebuild.BuildSpec.from_object(
                     {"version": "0.2", "phases": {"install": {"runtime-versions": RUNTIME_VERSIONS}}}
                 ),
             ),
             synth_code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(
-                    build_image=codebuild.LinuxBuildImage.STANDARD_7_0, compute_type=SYNTH_COMPUTE, privileged=False
+                    build_image=BUILD_IMAGE, compute_type=SYNTH_COMPUTE, privileged=False
                 ),
                 timeout=SYNTH_TIMEOUT,
             ),

@@ -5,7 +5,7 @@ Three primaries (cluster mode, as ElastiCache Serverless always is), TLS only wi
 `AWS::ElastiCache::User` carries. An `admin` user (never given to the proxy) creates the cluster and lets
 tests read what the proxy stored.
 
-Needs Debian's `redis-server` and `redis-cli` (7.x, built with TLS) and `openssl`; `scripts/ensure-redis.sh`
+Needs Debian's `redis-server` and `redis-cli` (7.x, built with TLS) and `openssl`; `scripts/ensure-sandbox.sh`
 installs them. Without them `RedisToolsMissingError` names what is missing.
 """
 
@@ -53,7 +53,7 @@ def _require_tools() -> None:
     missing = [tool for tool in ("redis-server", "redis-cli", "openssl") if shutil.which(tool) is None]
     if missing:
         raise RedisToolsMissingError(
-            f"{', '.join(missing)} not on PATH: run scripts/ensure-redis.sh (as root it installs Debian's "
+            f"{', '.join(missing)} not on PATH: run scripts/ensure-sandbox.sh (as root it installs Debian's "
             "redis-server and openssl)"
         )
 

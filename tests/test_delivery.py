@@ -284,6 +284,33 @@ def test_cdk_pipelines_lets_prods_bootstrap_deploy_role_read_the_artifacts(deliv
 # --- CodeBuild ---------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StandardImage:
+    """A CodeBuild standard image: its Ubuntu release (aws/aws-codebuild-docker-images ubuntu/standard/<v>/Dockerfile,
+    `FROM public.ecr.aws/ubuntu/ubuntu:<release>`), the (major, minor) of that release's `prometheus` package, and the
+    versions its runtimes.yml offers for `runtime-versions`."""
+
+    ubuntu: str
+    prometheus: tuple[int, int]
+    python: frozenset[str]
+    nodejs: frozenset[str]
+
+
+STANDARD_IMAGES = {
+    # jammy-updates prometheus 2.31.2+ds1-1ubuntu1.22.04.x
+    "aws/codebuild/standard:7.0": StandardImage(
+        "22.04",
+        (2, 31),
+        frozenset({"3.9", "3.10", "3.11", "3.12", "3.13", "3.14"}),
+        frozenset({"18", "20", "22", "24"}),
+    ),
+    # noble-updates prometheus 2.45.3+ds-2ubuntu0.x
+    "aws/codebuild/standard:8.0": StandardImage(
+        "24.04", (2, 45), frozenset({"3.10", "3.11", "3.12", "3.13", "3.14"}), frozenset({"22", "24"})
+    ),
+}
+
+
 def test_every_codebuild_project_is_unprivileged_and_encrypted_with_the_artifact_key(delivery: PipelineSynth) -> None:
     projects = resources_of(delivery.template, "AWS::CodeBuild::Project")
     assert len(projects) >= 3  # synth, self-mutation, file assets
@@ -291,8 +318,29 @@ def test_every_codebuild_project_is_unprivileged_and_encrypted_with_the_artifact
     for name, project in projects.items():
         environment = project["Properties"]["Environment"]
         assert environment["PrivilegedMode"] is False, name
-        assert environment["Image"] == "aws/codebuild/standard:7.0", name
+        assert environment["Image"] == "aws/codebuild/standard:8.0", name
         assert project["Properties"]["EncryptionKey"] == key, name
+
+
+def _required_prometheus() -> tuple[int, int]:
+    """The oldest Prometheus `make test` accepts (scripts/ensure-prometheus.sh MIN_MAJOR, MIN_MINOR)."""
+    script = (ROOT / "scripts" / "ensure-prometheus.sh").read_text()
+    major = re.search(r"^MIN_MAJOR=(\d+)$", script, re.MULTILINE)
+    minor = re.search(r"^MIN_MINOR=(\d+)$", script, re.MULTILINE)
+    assert major, "scripts/ensure-prometheus.sh no longer states MIN_MAJOR"
+    assert minor, "scripts/ensure-prometheus.sh no longer states MIN_MINOR"
+    return int(major.group(1)), int(minor.group(1))
+
+
+def test_the_synth_image_ships_a_prometheus_make_test_accepts(delivery: PipelineSynth) -> None:
+    # The synth step runs `make test`, which installs Debian/Ubuntu's `prometheus` package as root and refuses one
+    # older than it needs: on standard:7.0 (Ubuntu 22.04, Prometheus 2.31) the first pipeline run would stop there.
+    (synth,) = delivery.stage("Build")
+    image = _project_of(delivery, synth)["Properties"]["Environment"]["Image"]
+    required = _required_prometheus()
+    assert required == (2, 40)
+    assert STANDARD_IMAGES[image].prometheus >= required
+    assert STANDARD_IMAGES["aws/codebuild/standard:7.0"].prometheus < required
 
 
 def _buildspec(project: dict[str, Any]) -> dict[str, Any]:
@@ -343,7 +391,11 @@ def test_runtimes_are_pinned_on_every_project(delivery: PipelineSynth) -> None:
         if text.startswith("buildspec-"):  # an asset project reads its buildspec (JSON) from the cloud assembly
             text = (delivery.outdir / text).read_text()
         runtimes = json.loads(text)["phases"]["install"]["runtime-versions"]
-        assert runtimes == {"python": "3.11", "nodejs": "20"}, name
+        assert runtimes == {"python": "3.11", "nodejs": "22"}, name
+        # Each is one the project's image offers (a version it does not list is installed at build time, or fails).
+        offered = STANDARD_IMAGES[project["Properties"]["Environment"]["Image"]]
+        assert runtimes["python"] in offered.python, name
+        assert runtimes["nodejs"] in offered.nodejs, name
 
 
 def test_cli_versions_are_package_jsons_pins(delivery: PipelineSynth) -> None:
@@ -466,6 +518,21 @@ def test_an_environment_without_account_and_region_is_one_error_naming_it(tmp_pa
     assert "account" in problem
 
 
+def test_an_environment_in_another_region_than_the_pipeline_is_one_error_naming_it(tmp_path: Path) -> None:
+    # Another region would need a replication bucket there (CDK makes one without a key and then refuses it for a
+    # cross-account action: ArtifactBucketMustHaveKmsKey), and the verify build reads only the pipeline's bucket.
+    context = delivery_context()
+    context["environments"]["prod"] = {
+        **context["environments"]["prod"],
+        "region": "us-east-1",
+        "availability_zones": ["us-east-1a", "us-east-1b", "us-east-1c"],
+    }
+    (problem,) = _problems(_config_error(context, tmp_path))
+    assert problem.startswith("delivery.environments: prod is in us-east-1, not in the pipeline's region")
+    assert "(delivery.region us-west-2)" in problem
+    assert "dev is in" not in problem  # dev is in the pipeline's region
+
+
 def _many_environments(count: int) -> dict[str, dict[str, Any]]:
     dev = delivery_context()["environments"]["dev"]
     return {f"env{i}": dev for i in range(count)}
@@ -529,3 +596,12 @@ def test_every_staged_template_and_manifest_passes_checkov_or_skips_with_a_reaso
         manifests = run_checkov(delivery.dist / env / "k8s")
         assert manifests.failed == [], manifests.describe()
         assert (delivery.dist / env / "k8s" / "verify-rbac.k8s.yaml").is_file()
+
+
+def test_the_makefile_runs_the_repositorys_scripts_through_bash() -> None:
+    # The pipeline builds from the connection's zipped checkout, which need not keep execute bits: a recipe that
+    # runs `scripts/x.sh` directly would fail with "Permission denied" there.
+    recipes = [line.strip() for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("\t")]
+    direct = [line for line in recipes if re.match(r"-?@?scripts/\S+\.sh\b", line)]
+    assert direct == []
+    assert sum("bash scripts/" in line for line in recipes) >= 5
