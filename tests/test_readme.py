@@ -107,18 +107,10 @@ def test_walkthrough_commands_run_as_written(dev: Synthesized) -> None:
 
 # The project's own source folders: a path in backticks starting with one of them names a file of this project (a
 # path in another repository, cited as a source, starts otherwise: `litellm/utils.py`, `charts/...`).
-PROJECT_FOLDERS = (
-    "app.py",
-    "ops",
-    "stacks",
-    "compliance",
-    "tests",
-    "cdk_constructs",
-    "k8s",
-    "platform_config",
-    "scripts",
+PROJECT_FOLDERS = frozenset(
+    {"ops", "stacks", "compliance", "tests", "cdk_constructs", "k8s", "platform_config", "scripts", "benchmarks"}
+    | {"dashboards"}
 )
-PROJECT_FOLDERS += ("benchmarks", "dashboards")
 
 
 def test_every_project_file_the_readme_names_exists() -> None:
