@@ -22,11 +22,16 @@ from platform_config import PlatformConfig, cdk_json_context, load_config
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ROOT = Path(__file__).resolve().parent.parent
+# The configuration the tests prove things about: the project's cdk.json as shipped. A deployment's own values
+# (accounts, regions, admin roles, networks, the delivery settings) go into the project's cdk.json, which the
+# delivery pipeline runs `make test` against; the tests read this copy so those values do not change what they
+# prove (tests/test_config.py checks the copy still agrees with cdk.json on everything else).
+PROJECT_CDK_JSON = ROOT / "tests" / "cdk.reference.json"
 
 
 def context_for(env: str = "dev", **overrides: Any) -> dict[str, Any]:
-    """cdk.json's context plus `-c` style overrides, as `cdk synth` would hand it to the app."""
-    return {**cdk_json_context(ROOT / "cdk.json"), "env": env, **overrides}
+    """The shipped cdk.json's context plus `-c` style overrides, as `cdk synth` would hand it to the app."""
+    return {**cdk_json_context(PROJECT_CDK_JSON), "env": env, **overrides}
 
 
 def config_for(env: str = "dev", **overrides: Any) -> PlatformConfig:

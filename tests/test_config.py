@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from platform_config import ConfigError, load_config
+from platform_config import ConfigError, cdk_json_context, load_config
 from platform_config.reference import render_reference
-from tests.conftest import ROOT, config_for, context_for
+from tests.conftest import PROJECT_CDK_JSON, ROOT, config_for, context_for
 
 # The values AWS::Logs::LogGroup RetentionInDays accepts (CloudFormation resource reference).
 CLOUDWATCH_RETENTION_DAYS = [
@@ -445,3 +445,17 @@ def test_invalid_inference_values(overrides: dict[str, Any], expected: str) -> N
     with pytest.raises(ConfigError) as raised:
         config_for("dev", **overrides)
     assert expected in str(raised.value)
+
+
+def test_the_tests_reference_config_has_the_projects_feature_flags() -> None:
+    # The tests read tests/cdk.reference.json (the shipped cdk.json), so a deployment's own values in cdk.json
+    # (accounts, regions, admin roles, the delivery settings, tuned environments) do not change what they prove. The
+    # CDK feature flags and every other app-wide key decide what the same code synthesizes, so those must agree.
+    live = cdk_json_context(ROOT / "cdk.json")
+    reference = cdk_json_context(PROJECT_CDK_JSON)
+    per_deployment = {"environments", "delivery"}
+    assert {k: v for k, v in live.items() if k not in per_deployment} == {
+        k: v for k, v in reference.items() if k not in per_deployment
+    }, "cdk.json's app-wide context changed: copy the same change into tests/cdk.reference.json"
+    assert set(reference["environments"]) == {"dev", "prod"}
+    assert "delivery" not in reference  # the shipped default: no pipeline

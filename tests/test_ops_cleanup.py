@@ -31,6 +31,7 @@ from ops.cleanup.deletion import retry_while_held
 from ops.cleanup.leftovers import find_leftovers
 from ops.cli import app, run
 from ops.errors import OpsError
+from tests.conftest import PROJECT_CDK_JSON
 from tests.recorded_cloudformation import RecordedStacks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, stacks: RecordedStacks) -> Iterator[bot
 def cdk_json(tmp_path: Path) -> Path:
     """The project's cdk.json alone (no developer's cdk.context.json next to it)."""
     path = tmp_path / "cdk.json"
-    shutil.copy(ROOT / "cdk.json", path)
+    shutil.copy(PROJECT_CDK_JSON, path)
     return path
 
 

@@ -13,6 +13,7 @@ from botocore.exceptions import NoCredentialsError
 
 from ops.cli import run
 from ops.errors import BadInputError, OpsError
+from tests.conftest import PROJECT_CDK_JSON
 
 SCRIPT = Path(sys.executable).parent / "genai-ops"
 
@@ -75,9 +76,8 @@ def test_commands_read_cdk_context_json_as_the_cdk_cli_does(tmp_path: Path) -> N
     from ops.target import load_platform_config
     from platform_config import cdk_cli_context
 
-    project = Path(__file__).resolve().parents[1]
     cdk_json = tmp_path / "cdk.json"
-    cdk_json.write_text((project / "cdk.json").read_text())
+    cdk_json.write_text(PROJECT_CDK_JSON.read_text())
     (tmp_path / "cdk.context.json").write_text(
         json.dumps({"name": "acme", "environments": {"dev": {"name": "ignored"}}})
     )

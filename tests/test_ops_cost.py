@@ -46,12 +46,12 @@ from ops.cost.capacity import (
 from ops.cost.estimate import estimate
 from ops.cost.live import collect
 from ops.cost.prices import Missing, Price, PriceBook, keys, select_price
-from tests.conftest import ROOT, config_for
+from tests.conftest import PROJECT_CDK_JSON, config_for
 
 REGION = "us-west-2"
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
-CDK_JSON = ROOT / "cdk.json"
+CDK_JSON = PROJECT_CDK_JSON
 
 # FACTS.md "Capacity and cost".
 G6_XLARGE = 0.8048

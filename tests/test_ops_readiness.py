@@ -15,7 +15,7 @@ import typer
 from ops.cli import run
 from ops.readiness import Checklist, Synth, live_items, load_synth, readiness
 from ops.target import load_platform_config
-from tests.conftest import Synthesized
+from tests.conftest import PROJECT_CDK_JSON, Synthesized
 from tests.fake_kube_api import FakeKubeApi
 from tests.test_ops_verify import ENDPOINT, SERVER_NAME, World, build_world, fake_aws_account
 from tests.tls_identity import cluster_identity
@@ -95,7 +95,7 @@ EXPECTED = {
 def _readiness(*args: str) -> int:
     app = typer.Typer(pretty_exceptions_enable=False)
     app.command()(readiness)
-    return run(lambda: app(["--cdk-json", str(ROOT / "cdk.json"), *args], standalone_mode=True))
+    return run(lambda: app(["--cdk-json", str(PROJECT_CDK_JSON), *args], standalone_mode=True))
 
 
 def _paths(synth: Synthesized) -> list[str]:
@@ -162,12 +162,12 @@ def test_the_table_says_the_live_checks_were_not_run(dev: Synthesized, capsys: p
 @pytest.fixture
 def prod_synth(prod: Synthesized) -> Synth:
     """A fresh in-memory copy of prod's artifacts per test (tests change it)."""
-    config = load_platform_config("prod", [], ROOT / "cdk.json")
+    config = load_platform_config("prod", [], PROJECT_CDK_JSON)
     return load_synth(config, prod.outdir, prod.manifests_dir.parent)
 
 
 def _item(synth: Synth, name: str) -> tuple[str, str]:
-    config = load_platform_config(synth.env, [], ROOT / "cdk.json")
+    config = load_platform_config(synth.env, [], PROJECT_CDK_JSON)
     (result,) = [r for r in Checklist(synth, config).run() if r.name == name]
     return result.status, result.evidence
 
@@ -302,7 +302,7 @@ def test_live_items_reach_the_cluster_through_a_tunnel(world: World, monkeypatch
     world.cluster["certificateAuthority"] = {"data": identity.ca_data}
     # Each call gets fresh Stubber-backed clients.
     monkeypatch.setattr("ops.verify.make_aws_clients", lambda region: world.aws(ENDPOINT))
-    config = load_platform_config("dev", [], ROOT / "cdk.json")
+    config = load_platform_config("dev", [], PROJECT_CDK_JSON)
     with world.serving(tls=identity) as (fake, _):
         kubeconfig = fake.write_kubeconfig(world.tmp / "kc", ca_data=identity.ca_data, tls_server_name=SERVER_NAME)
         reach = {"kubeconfig": kubeconfig, "kube_context": None, "prometheus_url": None, "gateway_url": None}

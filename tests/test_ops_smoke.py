@@ -12,6 +12,7 @@ import typer
 
 from ops.cli import run
 from ops.smoke import smoke
+from tests.conftest import PROJECT_CDK_JSON
 from tests.stub_http import StubHttp
 from tests.test_ops_verify import (
     ALB_HOSTNAME,
@@ -37,7 +38,7 @@ def _smoke(world: World, monkeypatch: pytest.MonkeyPatch, endpoint: str, *args: 
     monkeypatch.setattr("ops.verify.make_aws_clients", lambda region: world.aws(endpoint))
     app = typer.Typer(pretty_exceptions_enable=False)
     app.command()(smoke)
-    return run(lambda: app(["--cdk-json", str(ROOT / "cdk.json"), *args], standalone_mode=True))
+    return run(lambda: app(["--cdk-json", str(PROJECT_CDK_JSON), *args], standalone_mode=True))
 
 
 def _lines(text: str) -> list[str]:
@@ -151,7 +152,7 @@ def test_a_tunnel_to_a_private_endpoint_needs_the_option(
 def test_without_a_gateway_there_is_nothing_to_smoke_test(capsys: pytest.CaptureFixture[str]) -> None:
     app = typer.Typer(pretty_exceptions_enable=False)
     app.command()(smoke)
-    code = run(lambda: app(["--cdk-json", str(ROOT / "cdk.json"), "-c", "gateway.enabled=false"], standalone_mode=True))
+    code = run(lambda: app(["--cdk-json", str(PROJECT_CDK_JSON), "-c", "gateway.enabled=false"], standalone_mode=True))
     assert code == 2
     assert "gateway.enabled is false" in capsys.readouterr().err
 

@@ -26,7 +26,7 @@ from ops.checks import CheckResult
 from ops.cli import run
 from ops.target import AwsClients, expected_pod_identities, load_platform_config
 from ops.verify import open_target, run_checks, verify
-from tests.conftest import Synthesized, resources_of
+from tests.conftest import PROJECT_CDK_JSON, Synthesized, resources_of
 from tests.fake_kube_api import FakeKubeApi
 from tests.stub_http import StubHttp, StubRequest
 from tests.tls_identity import TlsIdentity, cluster_identity
@@ -301,7 +301,7 @@ class World:
 
     def check(self, *, direct_gateway: bool = False, **options: Any) -> dict[str, CheckResult]:
         with self.serving() as (fake, gateway):
-            config = load_platform_config("dev", [], ROOT / "cdk.json")
+            config = load_platform_config("dev", [], PROJECT_CDK_JSON)
             target = open_target(
                 config,
                 self.aws(fake.url),
@@ -635,7 +635,7 @@ def _verify(kubeconfig: Path, *args: str) -> int:
     `run`, which turns failures into one line and an exit code."""
     app = typer.Typer(pretty_exceptions_enable=False)
     app.command()(verify)
-    base = ["--cdk-json", str(ROOT / "cdk.json"), "--kubeconfig", str(kubeconfig)]
+    base = ["--cdk-json", str(PROJECT_CDK_JSON), "--kubeconfig", str(kubeconfig)]
     return run(lambda: app([*base, *args], standalone_mode=True))
 
 
@@ -943,7 +943,7 @@ def test_a_tunnel_to_another_clusters_api_server_fails_the_tls_handshake(
 )
 def test_bad_input_is_one_message_and_exit_2(args: list[str], message: str) -> None:
     result = subprocess.run(
-        [str(SCRIPT), "verify", "--cdk-json", str(ROOT / "cdk.json"), "--region", REGION, *args],
+        [str(SCRIPT), "verify", "--cdk-json", str(PROJECT_CDK_JSON), "--region", REGION, *args],
         capture_output=True,
         text=True,
         check=False,

@@ -31,7 +31,7 @@ from cdk_constructs.verification_roles import VerifyReads, verify_read_statement
 from k8s.verify_rbac import VerifyRbacChart
 from platform_config import cdk_json_context
 from stacks.verification import VerificationStack
-from tests.conftest import cfn_text, only, resources_of
+from tests.conftest import PROJECT_CDK_JSON, cfn_text, only, resources_of
 from tests.test_ops_verify import build_world, fake_aws_account
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ class Environment:
 
 
 def _context() -> dict[str, Any]:
-    context = cdk_json_context(ROOT / "cdk.json")
+    context = cdk_json_context(PROJECT_CDK_JSON)
     environments = dict(context["environments"])
     for env, account in ACCOUNTS.items():
         environments[env] = {
@@ -298,7 +298,7 @@ def test_every_option_the_buildspec_passes_exists_and_names_a_real_environment(
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["genai-ops"] == "ops.cli:main"
     assert (ROOT / "requirements.txt").is_file()
-    environments = cdk_json_context(ROOT / "cdk.json")["environments"]
+    environments = cdk_json_context(PROJECT_CDK_JSON)["environments"]
     for env in delivery.values():
         command = _buildspec(env)["phases"]["build"]["commands"][-1].split()
         assert command[:2] == [".venv/bin/genai-ops", "verify"]
