@@ -28,9 +28,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.valkey_users import ValkeyUserIds, valkey_user_group
 from compliance.acknowledgments import acknowledge, acknowledge_aws_managed_policies
-from compliance.checkov_skips import skip_checkov
 from platform_config.observability import SelfHostedTracingSettings
 
 POSTGRES_PORT = 5432
@@ -346,34 +346,13 @@ class LangfuseStores(Construct):
     # --- S3 --------------------------------------------------------------------------------------------------
 
     def _bucket(self) -> None:
-        self.access_logs = s3.Bucket(
+        self.access_logs = access_log_bucket(
             self,
             "AccessLogs",
-            # S3 server access logging can only deliver to SSE-S3 buckets (S3 User Guide,
-            # enable-server-access-logging), hence no KMS here.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
-            ],
             removal_policy=RemovalPolicy.RETAIN,
+            replication_reason="Access logs are an audit trail of this region's LangFuse bucket; a copy in a second "
+            "region would add cost without serving any reader of the platform.",
         )
-        skip_checkov(self.access_logs, "CKV_AWS_18", "This is the access-log bucket; logging it to itself would loop.")
-        for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
-            acknowledge(
-                self.access_logs,
-                f"{pack}-S3DefaultEncryptionKMS",
-                "S3 server access logs can only be delivered to SSE-S3 buckets.",
-            )
-            acknowledge(
-                self.access_logs,
-                f"{pack}-S3BucketReplicationEnabled",
-                "Access logs are an audit trail of this region's LangFuse bucket; a copy in a second region would "
-                "add cost without serving any reader of the platform.",
-            )
         # Event batches, media and exports: retained on stack deletion (CloudFormation cannot delete a bucket
         # that holds objects, and traces are what an audit asks for after a teardown).
         self.bucket = s3.Bucket(

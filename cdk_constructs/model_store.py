@@ -8,8 +8,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.access_log_bucket import access_log_bucket
 from compliance.acknowledgments import acknowledge
-from compliance.checkov_skips import skip_checkov
 
 _REPLICATION_REASON = (
     "Model weights are a copy of a public Hugging Face revision and can be fetched again; "
@@ -32,28 +32,9 @@ class ModelStore(Construct):
         super().__init__(scope, id)
         self.prefix = prefix
         self.key = key
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            # S3 server access logging can only deliver to SSE-S3 buckets (S3 User Guide,
-            # enable-server-access-logging), hence no KMS here.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
+        self.access_logs = access_log_bucket(
+            self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN, replication_reason=_ACCESS_LOG_REPLICATION_REASON
         )
-        skip_checkov(self.access_logs, "CKV_AWS_18", "This is the access-log bucket; logging it to itself would loop.")
-        for finding in (
-            "NIST.800.53.R5-S3DefaultEncryptionKMS",
-            "HIPAA.Security-S3DefaultEncryptionKMS",
-            "PCI.DSS.321-S3DefaultEncryptionKMS",
-        ):
-            acknowledge(self.access_logs, finding, "S3 server access logs can only be delivered to SSE-S3 buckets.")
         self.bucket = s3.Bucket(
             self,
             "Models",
@@ -72,7 +53,6 @@ class ModelStore(Construct):
         )
         for pack in ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
             acknowledge(self.bucket, f"{pack}-S3BucketReplicationEnabled", _REPLICATION_REASON)
-            acknowledge(self.access_logs, f"{pack}-S3BucketReplicationEnabled", _ACCESS_LOG_REPLICATION_REASON)
 
     def model_uri(self, model: str) -> str:
         return f"s3://{self.bucket.bucket_name}/{self.prefix}/{model}"

@@ -14,10 +14,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.access_log_bucket import PACKS_WITH_S3_RULES, access_log_bucket
 from compliance.acknowledgments import acknowledge
-from compliance.checkov_skips import skip_checkov
-
-_PACKS_WITH_S3_RULES = ("NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321")
 
 
 class PipelineArtifactStore(Construct):
@@ -38,33 +36,13 @@ class PipelineArtifactStore(Construct):
             pending_window=Duration.days(7 if removal_policy == RemovalPolicy.DESTROY else 30),
             removal_policy=removal_policy,
         )
-        self.access_logs = s3.Bucket(
+        self.access_logs = access_log_bucket(
             self,
             "AccessLogs",
-            # S3 server access logging delivers only to SSE-S3 buckets (S3 User Guide, enable-server-access-logging).
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
-            ],
             removal_policy=removal_policy,
+            replication_reason="Access logs of the pipeline's artifact bucket are an audit trail for this region; a "
+            "copy in a second region would add cost without serving any reader.",
         )
-        skip_checkov(self.access_logs, "CKV_AWS_18", "This is the access-log bucket; logging it to itself would loop.")
-        for pack in _PACKS_WITH_S3_RULES:
-            acknowledge(
-                self.access_logs,
-                f"{pack}-S3DefaultEncryptionKMS",
-                "S3 server access logs can only be delivered to SSE-S3 buckets.",
-            )
-            acknowledge(
-                self.access_logs,
-                f"{pack}-S3BucketReplicationEnabled",
-                "Access logs of the pipeline's artifact bucket are an audit trail for this region; a copy in a "
-                "second region would add cost without serving any reader.",
-            )
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -87,7 +65,7 @@ class PipelineArtifactStore(Construct):
             ],
             removal_policy=removal_policy,
         )
-        for pack in _PACKS_WITH_S3_RULES:
+        for pack in PACKS_WITH_S3_RULES:
             acknowledge(
                 self.bucket,
                 f"{pack}-S3BucketReplicationEnabled",
