@@ -19,3 +19,15 @@ class BadInputError(OpsError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=2)
+
+
+def aws_error_code(error: BaseException) -> str:
+    """The error code an AWS API answered with (botocore's ClientError carries it in `response`), else ''."""
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def aws_error_message(error: BaseException) -> str:
+    """`Code: Message` of an AWS API's answer, for a one-line report."""
+    details = (getattr(error, "response", None) or {}).get("Error", {})
+    return f"{details.get('Code', 'error')}: {details.get('Message', str(error))}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ops.errors import BadInputError, OpsError
+from ops.errors import BadInputError, OpsError, aws_error_code
 from ops.target import MASTER_KEY_FIELD, MASTER_KEY_OUTPUT, AwsClients, stack_name
 from platform_config import PlatformConfig
 
@@ -414,8 +414,7 @@ def gateway_master_key(aws: AwsClients, config: PlatformConfig) -> tuple[str, st
     try:
         secret = aws.secretsmanager.get_secret_value(SecretId=secret_arn)
     except ClientError as error:
-        code = error.response["Error"].get("Code", "")
-        raise OpsError(f"cannot read the secret {secret_arn} ({code})") from None
+        raise OpsError(f"cannot read the secret {secret_arn} ({aws_error_code(error)})") from None
     try:
         key = json.loads(secret["SecretString"])[MASTER_KEY_FIELD]
     except (KeyError, TypeError, json.JSONDecodeError):

@@ -49,7 +49,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ops.errors import BadInputError, OpsError
+from ops.errors import BadInputError, OpsError, aws_error_code
 
 PLACEHOLDER = "<deploy-time "
 # The header app.py `manifest_header` writes on every chart file.
@@ -170,7 +170,7 @@ class DeployedStacks:
             try:
                 (described,) = self._client(region).describe_stacks(StackName=name)["Stacks"]
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == "ValidationError":
+                if aws_error_code(error) == "ValidationError":
                     raise UnresolvableError(f"stack {name} is not deployed in {region}") from None
                 raise
             status = str(described.get("StackStatus", ""))

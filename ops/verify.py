@@ -39,7 +39,7 @@ from ops.checks import (
     render_table,
     skipped,
 )
-from ops.errors import BadInputError, OpsError
+from ops.errors import BadInputError, OpsError, aws_error_message
 from ops.live import (
     EndpointError,
     HttpEndpoint,
@@ -132,8 +132,7 @@ def _describe_error(error: Exception) -> str:
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        return f"{error.operation_name}: {details.get('Code', '')}: {details.get('Message', '')}".strip()
+        return f"{error.operation_name}: {aws_error_message(error)}"
     if isinstance(error, ApiException):
         return f"Kubernetes API answered HTTP {error.status} {error.reason}"
     if isinstance(error, (BotoCoreError, EndpointError, OpsError)):

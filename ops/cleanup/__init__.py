@@ -28,10 +28,9 @@ from ops.cleanup.leftovers import (
     Kind,
     Leftover,
     PlatformScope,
-    error_message,
     find_leftovers,
 )
-from ops.errors import BadInputError, OpsError
+from ops.errors import BadInputError, OpsError, aws_error_message
 from platform_config import ConfigError, PlatformConfig, cdk_cli_context, load_config
 
 __all__ = ["DeletionSettings", "PlatformScope", "cleanup", "run_cleanup"]
@@ -140,8 +139,8 @@ def run_cleanup(
             try:
                 done = deleter.delete(leftover)
             except ClientError as error:
-                failures.append(f"{leftover.kind.value} {leftover.id} ({error_message(error)})")
-                console.print(f"{what}: [bold red]FAILED[/] {escape(error_message(error))}")
+                failures.append(f"{leftover.kind.value} {leftover.id} ({aws_error_message(error)})")
+                console.print(f"{what}: [bold red]FAILED[/] {escape(aws_error_message(error))}")
                 continue
         console.print(f"{what}: {escape(done)}")
     if failures:

@@ -18,7 +18,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ops.cleanup.leftovers import Kind, Leftover, error_code
+from ops.cleanup.leftovers import Kind, Leftover
+from ops.errors import aws_error_code
 
 # KMS ScheduleKeyDeletion PendingWindowInDays and Secrets Manager DeleteSecret RecoveryWindowInDays both accept
 # 7 to 30 days (KMS and Secrets Manager API references).
@@ -88,7 +89,7 @@ def retry_while_held(settings: DeletionSettings, operation: Callable[..., Any], 
             operation(**arguments)
             return "deleted"
         except ClientError as error:
-            if error_code(error) not in _HELD_ERRORS or settings.clock() >= deadline:
+            if aws_error_code(error) not in _HELD_ERRORS or settings.clock() >= deadline:
                 raise
             settings.sleep(settings.poll_seconds)
 

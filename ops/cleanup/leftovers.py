@@ -36,7 +36,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ops.errors import OpsError
+from ops.errors import OpsError, aws_error_code, aws_error_message
 from ops.target import PLATFORM_STACKS
 from platform_config import PlatformConfig
 
@@ -135,8 +135,8 @@ def find_leftovers(session: boto3.Session, scope: PlatformScope) -> Findings:
     except ClientError as error:
         # AccessDenied and the like: one sentence naming the call, not a traceback.
         raise OpsError(
-            f"listing the account's resources failed in {error.operation_name}: {error_message(error)}; the identity "
-            "running cleanup needs the read permissions of each service it lists"
+            f"listing the account's resources failed in {error.operation_name}: {aws_error_message(error)}; the "
+            "identity running cleanup needs the read permissions of each service it lists"
         ) from None
 
 
@@ -182,9 +182,11 @@ def ensure_cluster_is_gone(session: boto3.Session, scope: PlatformScope) -> None
     try:
         cluster = session.client("eks").describe_cluster(name=scope.cluster)["cluster"]
     except ClientError as error:
-        if error_code(error) == "ResourceNotFoundException":
+        if aws_error_code(error) == "ResourceNotFoundException":
             return
-        raise OpsError(f"cannot tell whether cluster {scope.cluster} still exists: {error_message(error)}") from None
+        raise OpsError(
+            f"cannot tell whether cluster {scope.cluster} still exists: {aws_error_message(error)}"
+        ) from None
     raise OpsError(
         f"cluster {scope.cluster} still exists in {scope.region} (status {cluster.get('status', 'unknown')}): its "
         "controllers still own the load balancers and volumes cleanup would delete. Run "
@@ -364,7 +366,7 @@ def _final_snapshots(session: boto3.Session, arns: list[str], findings: Findings
             try:
                 key_id = kms.describe_key(KeyId=snapshot["KmsKeyId"])["KeyMetadata"]["KeyId"]
             except ClientError as error:
-                if error_code(error) == "NotFoundException":
+                if aws_error_code(error) == "NotFoundException":
                     continue
                 raise
             keys.setdefault(key_id, name)
@@ -416,7 +418,7 @@ def _buckets(session: boto3.Session, scope: PlatformScope, arns: list[str]) -> l
         try:
             s3.head_bucket(Bucket=name)
         except ClientError as error:
-            if error_code(error) in ("404", "NoSuchBucket"):
+            if aws_error_code(error) in ("404", "NoSuchBucket"):
                 continue
             raise
         names.append(name)
@@ -447,7 +449,7 @@ def _secrets(session: boto3.Session, scope: PlatformScope, arns: list[str], find
         try:
             secret = secrets.describe_secret(SecretId=arn)
         except ClientError as error:
-            if error_code(error) == "ResourceNotFoundException":
+            if aws_error_code(error) == "ResourceNotFoundException":
                 continue
             raise
         leftover = Leftover(Kind.SECRET, secret["ARN"], secret["Name"], scope.project_tags, arn=secret["ARN"])
@@ -565,12 +567,3 @@ def _untagged_cluster_log_groups(session: boto3.Session, scope: PlatformScope, t
             if group["logGroupName"] not in tagged
         )
     return notes
-
-
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def error_message(error: ClientError) -> str:
-    details = error.response.get("Error", {})
-    return f"{details.get('Code', 'error')}: {details.get('Message', str(error))}"

@@ -51,7 +51,7 @@ from ops.cost.prices import (
     select_price,
     usage_type_ends_with,
 )
-from ops.errors import OpsError
+from ops.errors import OpsError, aws_error_code
 
 PRICING_REGION = "us-east-1"
 SPOT_PRODUCT = "Linux/UNIX"  # Auto Mode nodes run Bottlerocket, billed as Linux
@@ -190,8 +190,7 @@ def platform_lookups(region: str, *, gateway: bool) -> list[Lookup]:
 
 
 def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", type(error).__name__))
+    return aws_error_code(error) or type(error).__name__
 
 
 def _refused(error: Exception, action: str) -> OpsError:
