@@ -589,3 +589,24 @@ def test_what_verify_really_requests_is_what_the_rbac_and_iam_grant(
     }
     # kms:Decrypt is Secrets Manager's call to KMS on the build's behalf, not a client call.
     assert verify_actions == set(recorded_aws_calls) | {"kms:Decrypt"}
+
+
+def test_the_vpc_policy_hatch_removes_cdks_unattached_policy_and_fails_loudly_when_cdk_changes() -> None:
+    from aws_cdk import aws_codebuild as codebuild
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_iam as iam
+
+    from cdk_constructs.verification_project import drop_unattached_vpc_policy
+
+    stack = cdk.Stack(cdk.App(), "Hatch")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0)
+    role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::111111111111:role/verify", mutable=False)
+    project = codebuild.PipelineProject(stack, "Project", vpc=vpc, role=role)
+    # aws-codebuild makes this child for every project in a VPC (project.ts addVpcRequiredPermissions).
+    assert project.node.try_find_child("PolicyDocument") is not None
+
+    drop_unattached_vpc_policy(project)
+
+    assert project.node.try_find_child("PolicyDocument") is None
+    with pytest.raises(LookupError, match="aws-codebuild changed, review this hatch"):
+        drop_unattached_vpc_policy(project)
