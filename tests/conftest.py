@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import cdk8s
 import pytest
 import yaml
 from aws_cdk.assertions import Template
@@ -174,6 +175,39 @@ def download_job_documents(token_secret: str = "genai/hf-token") -> list[dict[st
             aws_region="us-west-2",
             tools_image=config.inference.model_store.tools_image,
             python_image=config.inference.vllm.image,
+        ),
+        labels={},
+    )
+    return [dict(doc) for doc in chart.to_json()]
+
+
+def gateway_chart_documents(**overrides: Any) -> list[dict[str, Any]]:
+    """The gateway chart alone for dev's config with `overrides`, wired as stacks/gateway.py wires it (deploy-time
+    values replaced by stand-ins): for a gateway configuration the session's synths do not use."""
+    from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
+
+    chart = GatewayChart(
+        cdk8s.App(),
+        "gateway",
+        settings=config_for("dev", **overrides).gateway,
+        wiring=GatewayWiring(
+            namespace="gateway",
+            service_account="litellm",
+            served_model_name="llama-3.1-8b-instruct",
+            vllm_url="http://vllm.inference.svc.cluster.local:8000/v1",
+            vllm_namespace="inference",
+            metrics_namespace="observability",
+            prometheus_url="http://prometheus-server.observability.svc.cluster.local:80",
+            vpc_cidr="10.0.0.0/16",
+            secrets=GatewaySecrets(
+                region="us-west-2",
+                master_key_arn="arn:master",
+                salt_key_arn="arn:salt",
+                database_secret_arn="arn:db",
+                database_host="db.example",
+                cache_secret_arn="arn:cache",
+                cache_host="cache.example",
+            ),
         ),
         labels={},
     )

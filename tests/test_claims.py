@@ -13,13 +13,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import aws_cdk as cdk
-import cdk8s
 import pytest
 import yaml
 
 from compliance.acknowledgments import acknowledge
 from platform_config import ConfigError
-from tests.conftest import Synthesized, config_for, download_job_documents, helm_values, resources_of
+from tests.conftest import (
+    Synthesized,
+    config_for,
+    download_job_documents,
+    gateway_chart_documents,
+    helm_values,
+    resources_of,
+)
 
 STACKS = ("foundation", "data", "observability", "inference", "gateway")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -74,34 +80,7 @@ def download_job() -> list[dict[str, Any]]:
 
 def _gateway_chart(**overrides: str) -> list[dict[str, Any]]:
     """The gateway chart for a gateway configuration dev does not use, wired as stacks/gateway.py does."""
-    from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
-
-    chart = GatewayChart(
-        cdk8s.App(),
-        "gateway",
-        settings=config_for("dev", **overrides).gateway,
-        wiring=GatewayWiring(
-            namespace="gateway",
-            service_account="litellm",
-            served_model_name="llama-3.1-8b-instruct",
-            vllm_url="http://vllm.inference.svc.cluster.local:8000/v1",
-            vllm_namespace="inference",
-            metrics_namespace="observability",
-            prometheus_url="http://prometheus-server.observability.svc.cluster.local:80",
-            vpc_cidr="10.0.0.0/16",
-            secrets=GatewaySecrets(
-                region="us-west-2",
-                master_key_arn="arn:master",
-                salt_key_arn="arn:salt",
-                database_secret_arn="arn:db",
-                database_host="db.example",
-                cache_secret_arn="arn:cache",
-                cache_host="cache.example",
-            ),
-        ),
-        labels={},
-    )
-    return [dict(doc) for doc in chart.to_json()]
+    return gateway_chart_documents(**overrides)
 
 
 # --- security --------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import cdk8s
 import moto
 import pytest
 from botocore.stub import ANY, Stubber
@@ -46,7 +45,7 @@ from ops.cost.capacity import (
 from ops.cost.estimate import estimate
 from ops.cost.live import collect
 from ops.cost.prices import Missing, Price, PriceBook, keys, select_price
-from tests.conftest import PROJECT_CDK_JSON, config_for
+from tests.conftest import PROJECT_CDK_JSON, config_for, gateway_chart_documents
 
 REGION = "us-west-2"
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -629,34 +628,7 @@ def test_a_neuron_replica_is_sized_by_neuron_devices() -> None:
 
 def test_the_gateway_share_uses_the_requests_the_gateway_chart_sets() -> None:
     """The LiteLLM container's requests in the rendered gateway chart (k8s/gateway.py)."""
-    from k8s.gateway import GatewayChart, GatewaySecrets, GatewayWiring
-
-    chart = GatewayChart(
-        cdk8s.App(),
-        "gateway",
-        settings=config_for("dev").gateway,
-        wiring=GatewayWiring(
-            namespace="gateway",
-            service_account="litellm",
-            served_model_name="llama-3.1-8b-instruct",
-            vllm_url="http://vllm.inference.svc.cluster.local:8000/v1",
-            vllm_namespace="inference",
-            metrics_namespace="observability",
-            prometheus_url="http://prometheus-server.observability.svc.cluster.local:80",
-            vpc_cidr="10.0.0.0/16",
-            secrets=GatewaySecrets(
-                region=REGION,
-                master_key_arn="arn:master",
-                salt_key_arn="arn:salt",
-                database_secret_arn="arn:db",
-                database_host="db.example",
-                cache_secret_arn="arn:cache",
-                cache_host="cache.example",
-            ),
-        ),
-        labels={},
-    )
-    (deployment,) = [doc for doc in chart.to_json() if doc["kind"] == "Deployment"]
+    (deployment,) = [doc for doc in gateway_chart_documents() if doc["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
     assert (GATEWAY_CPU_REQUEST, GATEWAY_MEMORY_REQUEST_GIB) == (1.0, 1.0)
