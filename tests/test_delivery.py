@@ -223,6 +223,10 @@ def test_artifact_bucket_is_kms_encrypted_with_a_rotated_key_tls_only_versioned_
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     key_id = _artifact_key_id(delivery)
     assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    # No S3 Bucket Key: with one, S3 asks KMS with the bucket's ARN as encryption context instead of the object's
+    # (S3 User Guide, bucket-key), and the verify build role's decrypt grant, scoped to object ARNs
+    # (tests/test_verification_stack.py), would be refused on its first download of the source artifact.
+    assert rule["BucketKeyEnabled"] is False
     assert delivery.resource(key_id)["Properties"]["EnableKeyRotation"] is True
     aliases = [a["Properties"] for a in resources_of(delivery.template, "AWS::KMS::Alias").values()]
     assert {"AliasName": "alias/genai/delivery-artifacts", "TargetKeyId": {"Fn::GetAtt": [key_id, "Arn"]}} in aliases

@@ -7,6 +7,7 @@ the stack grants must be exactly those."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -475,6 +476,49 @@ def test_a_standard_access_entry_puts_the_build_role_in_the_verify_group(env: En
     assert entry["ClusterName"] == env.resolve(env.platform.foundation.cluster.cluster.cluster_name)
     assert "AccessPolicies" not in entry  # no EKS access policy: only the RBAC below
     assert not VERIFY_GROUP.startswith(("system:", "eks:", "aws:", "amazon:", "iam:"))  # EKS's reserved prefixes
+
+
+def _foundation_resources(env: Environment, resource_type: str) -> dict[str, Any]:
+    foundation = env.platform.foundation
+    template = json.loads((env.stage_dir / f"{foundation.artifact_id}.template.json").read_text())
+    return resources_of(template, resource_type)
+
+
+def _joined(value: Any) -> str:
+    """A string of Fn::Join over literals and pseudo-parameter Refs, the Refs written as `<Ref X>`."""
+    if isinstance(value, str):
+        return value
+    if set(value) == {"Ref"}:
+        return f"<Ref {value['Ref']}>"
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(_joined(part) for part in parts)
+
+
+def test_the_cluster_the_entry_goes_into_admits_api_access_entries(env: Environment) -> None:
+    # An access entry works only when the cluster's authentication mode is API or API_AND_CONFIG_MAP (EKS User Guide,
+    # setting-up-access-entries); with CONFIG_MAP the entry cannot be created and the stack fails on first deploy.
+    cluster = only(_foundation_resources(env, "AWS::EKS::Cluster"))["Properties"]
+    assert cluster["AccessConfig"]["AuthenticationMode"] in ("API", "API_AND_CONFIG_MAP")
+
+
+def test_the_logs_key_admits_cloudwatch_logs_for_the_builds_log_group(env: Environment) -> None:
+    # CloudWatch Logs associates a key with a log group only if the key policy lets logs.<region>.amazonaws.com use it
+    # for that group's ARN as encryption context (CloudWatch Logs User Guide, encrypt-log-data-kms); otherwise the
+    # log group, and so this stack, fails on create.
+    logs_key = env.platform.foundation.keys.logs
+    key_resource = logs_key.node.default_child
+    assert isinstance(key_resource, cdk.CfnElement)
+    key_id = env.platform.foundation.get_logical_id(key_resource)
+    statements = _foundation_resources(env, "AWS::KMS::Key")[key_id]["Properties"]["KeyPolicy"]["Statement"]
+    (logs,) = [s for s in statements if "Service" in s["Principal"]]
+    assert _joined(logs["Principal"]["Service"]) == "logs.<Ref AWS::Region>.amazonaws.com"
+    assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
+    (pattern,) = logs["Condition"]["ArnLike"].values()
+    rendered = _joined(pattern).replace("<Ref AWS::Partition>", "aws").replace("<Ref AWS::Region>", REGION)
+    rendered = rendered.replace("<Ref AWS::AccountId>", ACCOUNTS[env.name])
+    group = f"arn:aws:logs:{REGION}:{ACCOUNTS[env.name]}:log-group:/aws/codebuild/genai-{env.name}-verify"
+    assert fnmatch.fnmatchcase(group, rendered)
+    assert not fnmatch.fnmatchcase(group.replace(ACCOUNTS[env.name], "333333333333"), rendered)
 
 
 def _rbac_documents(env: Environment) -> list[dict[str, Any]]:
