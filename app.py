@@ -11,7 +11,7 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,8 @@ class Delivery:
     settings: DeliverySettings
     stack: cdk.Stack
     platforms: list[Platform]
+    # Per environment, the role the pipeline starts its verify build with; deployed before the pipeline stack.
+    access: Sequence[cdk.Stack]
 
 
 def build_delivery(app: cdk.App, context: Mapping[str, Any], dist: Path) -> Delivery | None:
@@ -309,7 +311,7 @@ def build_delivery(app: cdk.App, context: Mapping[str, Any], dist: Path) -> Deli
     # Imported here: `cdk deploy --all` without the pipeline needs none of it.
     from cdk_constructs.pipeline_identity import PipelineIdentity
     from stacks.delivery import DeliveryStack
-    from stacks.verification import VerificationStack
+    from stacks.verification import VerificationStack, VerifyAccessStack
 
     identity = PipelineIdentity.of(settings, configs[0].name)
     stack = DeliveryStack(
@@ -322,9 +324,24 @@ def build_delivery(app: cdk.App, context: Mapping[str, Any], dist: Path) -> Deli
         termination_protection=any(config.production for config in configs),
         description=f"{configs[0].name} GenAI platform: the delivery pipeline ({' -> '.join(settings.environments)})",
     )
-    platforms = []
+    platforms, access = [], []
     for config in configs:
-        stage = cdk.Stage(app, config.env_name, env=cdk.Environment(account=config.account, region=config.region))
+        environment = cdk.Environment(account=config.account, region=config.region)
+        access.append(
+            VerifyAccessStack(
+                app,
+                f"{config.prefix}-verify-access",
+                stack_name=f"{config.prefix}-verify-access",
+                config=config,
+                identity=identity,
+                env=environment,
+                description=f"{config.name} GenAI platform ({config.env_name}): the role the pipeline starts the "
+                "verify build with",
+            )
+        )
+        # CodePipeline refuses a pipeline whose role cannot assume an action's role: it must exist first.
+        stack.add_dependency(access[-1])
+        stage = cdk.Stage(app, config.env_name, env=environment)
         platform = build_platform(stage, config, dist / config.env_name / "k8s")
         platform.verification = VerificationStack(
             stage,
@@ -341,7 +358,7 @@ def build_delivery(app: cdk.App, context: Mapping[str, Any], dist: Path) -> Deli
         platforms.append(platform)
     stack.finish()
     apply_nag_packs(app)
-    return Delivery(settings, stack, platforms)
+    return Delivery(settings, stack, platforms, access)
 
 
 def synthesize_delivery(delivery: Delivery, app: cdk.App, dist: Path) -> ComplianceAudit:
@@ -355,13 +372,23 @@ def synthesize_delivery(delivery: Delivery, app: cdk.App, dist: Path) -> Complia
         write_environment(
             platform, findings.within(stage.node.path), Path(str(stage.outdir)), dist / platform.config.env_name
         )
-    pipeline = delivery.stack.node.path
+    # The App's own stacks: the pipeline and each environment's verify-access stack.
+    top = [delivery.stack, *delivery.access]
+    scoped = [findings.within(stack.node.path) for stack in top]
     report = render_report(
         "delivery pipeline",
-        findings.within(pipeline),
-        [pipeline],
+        ComplianceAudit(
+            failed=[f for audit_ in scoped for f in audit_.failed],
+            acknowledged=[f for audit_ in scoped for f in audit_.acknowledged],
+            acknowledgments=[a for audit_ in scoped for a in audit_.acknowledgments],
+        ),
+        [stack.node.path for stack in top],
         (),
-        [skip for skip in checkov_skips(assembly_dir) if skip.template.startswith(f"{delivery.stack.artifact_id}.")],
+        [
+            skip
+            for skip in checkov_skips(assembly_dir)
+            if any(skip.template.startswith(f"{stack.artifact_id}.") for stack in top)
+        ],
         resource_types(assembly_dir),
     )
     write_report(dist / "delivery" / "compliance-report.md", report)

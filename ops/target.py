@@ -59,9 +59,9 @@ def key_alias(config: PlatformConfig, purpose: str) -> str:
     return f"alias/{config.prefix}/{purpose}"
 
 
-# app.py `build_platform`: every stack of an environment is named `<prefix>-<one of these>` (`verify` only where the
-# delivery pipeline deploys the environment, app.py `build_delivery`).
-PLATFORM_STACKS = ("foundation", "data", "observability", "inference", "gateway", "tracing", "verify")
+# app.py `build_platform`: every stack of an environment is named `<prefix>-<one of these>` (`verify` and
+# `verify-access` only where the delivery pipeline deploys the environment, app.py `build_delivery`).
+PLATFORM_STACKS = ("foundation", "data", "observability", "inference", "gateway", "tracing", "verify", "verify-access")
 
 
 def stack_name(config: PlatformConfig, stack: str) -> str:

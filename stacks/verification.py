@@ -4,6 +4,12 @@ Built only with the pipeline on, in the environment's Stage, next to the platfor
 environment's VPC (the production cluster's endpoint is private), and nothing here may be referenced from the pipeline
 stack (CDK refuses references across Stages). The pipeline finds the project and the role it starts it with by their
 fixed names (cdk_constructs/pipeline_identity.py).
+
+The role the pipeline starts the build with lives in its own stack outside the Stage, `<prefix>-verify-access`, which
+the pipeline stack depends on: CodePipeline checks when it creates or updates a pipeline that its role may assume
+every action's role (InvalidStructureException otherwise), so that role must exist before the pipeline does. This is
+how CDK deploys a cross-account action's role itself (aws-codepipeline `pipeline.ts`
+getRoleFromActionPropsOrGenerateIfCrossAccount: a support stack the pipeline stack depends on).
 """
 
 from __future__ import annotations
@@ -28,9 +34,28 @@ if TYPE_CHECKING:
 HTTPS = 443
 
 
+class VerifyAccessStack(Stack):
+    """The role the pipeline assumes to start one environment's verify build, deployed before the pipeline stack."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, config: PlatformConfig, identity: PipelineIdentity, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        project_name = identity.verify_project_name(config)
+        self.action_role = VerifyActionRole(
+            self,
+            "ActionRole",
+            role_name=identity.verify_action_role_name(config),
+            description=f"The pipeline {identity.pipeline_name} starts {project_name} with this role",
+            pipeline_account=identity.account,
+            pipeline_role_name=identity.pipeline_role_name,
+            project_arn=f"arn:{self.partition}:codebuild:{self.region}:{self.account}:project/{project_name}",
+        )
+
+
 class VerificationStack(Stack):
     """The verify build of one environment: its security group and way into the cluster's API, its role, the CodeBuild
-    project, the role the pipeline starts it with, and its (read-only) place in the cluster's RBAC."""
+    project, and its (read-only) place in the cluster's RBAC."""
 
     def __init__(
         self,
@@ -50,7 +75,6 @@ class VerificationStack(Stack):
 
         self.security_group = self._security_group(vpc, cluster.cluster_security_group_id)
         project_name = identity.verify_project_name(config)
-        project_arn = f"arn:{self.partition}:codebuild:{self.region}:{self.account}:project/{project_name}"
         stores = platform.data.gateway_stores
         reads = VerifyReads(
             cluster_arn=cluster.cluster_arn,
@@ -95,15 +119,6 @@ class VerificationStack(Stack):
         )
         # CodeBuild checks the role's EC2 permissions when it creates a project in a VPC (aws/aws-cdk#2652).
         self.project.project.node.add_dependency(self.runtime_policy)
-        self.action_role = VerifyActionRole(
-            self,
-            "ActionRole",
-            role_name=identity.verify_action_role_name(config),
-            description=f"The pipeline {identity.pipeline_name} starts {project_name} with this role",
-            pipeline_account=identity.account,
-            pipeline_role_name=identity.pipeline_role_name,
-            project_arn=project_arn,
-        )
         self._cluster_access(config, platform)
 
     def _security_group(self, vpc: ec2.IVpc, cluster_security_group_id: str) -> ec2.SecurityGroup:

@@ -180,6 +180,33 @@ def test_every_deployed_stack_is_named_prefix_dash_name(delivery: PipelineSynth,
     assert {f"genai-{env}-foundation", f"genai-{env}-verify"} <= deployed
 
 
+def test_every_role_an_action_names_is_made_by_a_stack_deployed_before_the_pipeline(delivery: PipelineSynth) -> None:
+    # CodePipeline checks on create and update that its role may assume each action's role (InvalidStructureException
+    # otherwise): a role an action names by ARN must come from a stack the pipeline stack depends on.
+    manifest = json.loads((delivery.outdir / "manifest.json").read_text())
+    before = manifest["artifacts"][PIPELINE_STACK].get("dependencies", [])
+    made_before: set[str] = set()
+    for artifact in before:
+        properties = manifest["artifacts"][artifact].get("properties", {})
+        template_file = properties.get("templateFile")
+        if template_file:
+            template = json.loads((delivery.outdir / template_file).read_text())
+            made_before |= {
+                str(r["Properties"].get("RoleName"))
+                for r in resources_of(template, "AWS::IAM::Role").values()
+                if r["Properties"].get("RoleName")
+            }
+    named = [
+        action["RoleArn"]
+        for stage in delivery.pipeline()["Stages"]
+        for action in stage["Actions"]
+        if isinstance(action.get("RoleArn"), str)
+    ]
+    assert named, "the Verify actions name their roles by ARN"
+    for arn in named:
+        assert arn.rsplit("/", 1)[1] in made_before, f"{arn} is made by no stack deployed before the pipeline"
+
+
 def test_the_pipeline_role_may_assume_each_environments_verification_action_role(delivery: PipelineSynth) -> None:
     pipeline = delivery.pipeline()
     role = delivery.resource(pipeline["RoleArn"]["Fn::GetAtt"][0])

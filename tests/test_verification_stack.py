@@ -109,6 +109,7 @@ class Environment:
     template: Template
     stage_dir: Path
     dist: Path
+    access: dict[str, Any]  # the template of `<prefix>-verify-access`, on the App
 
     @property
     def stack(self) -> VerificationStack:
@@ -166,8 +167,9 @@ def delivery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Environment]
         stage_dir = Path(str(stage.outdir))
         template_file = stage_dir / f"{platform.verification.artifact_id}.template.json"
         template = Template.from_json(json.loads(template_file.read_text()))
+        access = json.loads((tmp / "cdk.out" / f"{platform.config.prefix}-verify-access.template.json").read_text())
         environments[platform.config.env_name] = Environment(
-            platform.config.env_name, platform, template, stage_dir, tmp / "dist" / platform.config.env_name
+            platform.config.env_name, platform, template, stage_dir, tmp / "dist" / platform.config.env_name, access
         )
     return environments
 
@@ -311,15 +313,19 @@ def test_every_option_the_buildspec_passes_exists_and_names_a_real_environment(
 
 
 # --- roles ----------------------------------------------------------------------------------------------------------
-def _role(env: Environment, name: str) -> dict[str, Any]:
-    roles = [r for r in resources_of(env.json(), "AWS::IAM::Role").values() if r["Properties"]["RoleName"] == name]
+def _role(env: Environment, name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    resources = resources_of(env.json() if template is None else template, "AWS::IAM::Role").values()
+    roles = [r for r in resources if r["Properties"]["RoleName"] == name]
     assert len(roles) == 1, f"no single role named {name}"
     return roles[0]
 
 
 def test_fixed_names_the_pipeline_refers_to(env: Environment) -> None:
     names = sorted(r["Properties"]["RoleName"] for r in resources_of(env.json(), "AWS::IAM::Role").values())
-    assert names == [f"genai-{env.name}-verify-action", f"genai-{env.name}-verify-build"]
+    assert names == [f"genai-{env.name}-verify-build"]
+    # The action role is the verify-access stack's, deployed before the pipeline (tests/test_delivery.py).
+    access = sorted(r["Properties"]["RoleName"] for r in resources_of(env.access, "AWS::IAM::Role").values())
+    assert access == [f"genai-{env.name}-verify-action"]
     assert _project(env)["ServiceRole"] == {"Fn::GetAtt": [env.logical_id(env.stack.build_role.role), "Arn"]}
 
 
@@ -331,7 +337,7 @@ def test_the_build_role_is_codebuilds_only(env: Environment) -> None:
 
 
 def test_the_action_role_trusts_the_pipeline_account_only_for_the_pipeline_role(env: Environment) -> None:
-    role = _role(env, f"genai-{env.name}-verify-action")
+    role = _role(env, f"genai-{env.name}-verify-action", env.access)
     (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRole"
     # The account root, never the role's ARN: the pipeline role may not exist when this stack deploys.
@@ -347,7 +353,8 @@ def test_the_action_role_trusts_the_pipeline_account_only_for_the_pipeline_role(
 
 def test_the_action_role_may_only_start_watch_and_stop_this_project(env: Environment) -> None:
     account = ACCOUNTS[env.name]
-    statements = list(env.policy_statements("/ActionRole/Policy/Resource").values())
+    (policy,) = resources_of(env.access, "AWS::IAM::ManagedPolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statements == [
         {
             "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"],
@@ -360,8 +367,8 @@ def test_the_action_role_may_only_start_watch_and_stop_this_project(env: Environ
 
 def test_no_inline_policy_every_permission_in_a_managed_policy(env: Environment) -> None:
     env.template.resource_count_is("AWS::IAM::Policy", 0)
-    env.template.resource_count_is("AWS::IAM::ManagedPolicy", 3)
-    role_ids = {env.logical_id(construct.role) for construct in (env.stack.build_role, env.stack.action_role)}
+    env.template.resource_count_is("AWS::IAM::ManagedPolicy", 2)
+    role_ids = {env.logical_id(env.stack.build_role.role)}
     for policy in resources_of(env.json(), "AWS::IAM::ManagedPolicy").values():
         assert len(policy["Properties"]["Roles"]) == 1
         assert policy["Properties"]["Roles"][0]["Ref"] in role_ids
